@@ -1,0 +1,1 @@
+"""Benchmark data: fetching source packages into the cache and turning them into task collections."""

