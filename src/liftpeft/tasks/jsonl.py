@@ -35,7 +35,9 @@ def _parse_line(obj: object) -> Example:
     if "options" in keys or "label" in keys:
         missing = {"input", "options", "label"} - keys
         if missing:
-            raise ValueError(f"a choice example needs 'input', 'options' and 'label'; missing {sorted(missing)}")
+            raise ValueError(
+                f"a choice example needs 'input', 'options' and 'label'; missing {sorted(missing)}"
+            )
         if not isinstance(obj["input"], str):
             raise ValueError("'input' must be a string")
         options = obj["options"]

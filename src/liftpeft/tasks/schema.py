@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 TaskKind = Literal["choice", "text2text", "lm"]
 SPLITS = ("train", "dev", "test")
@@ -53,7 +53,7 @@ class TextExample:
     text: str
 
 
-Example = Union[ChoiceExample, PairExample, TextExample]
+Example = ChoiceExample | PairExample | TextExample
 
 KIND_OF: dict[type, TaskKind] = {ChoiceExample: "choice", PairExample: "text2text", TextExample: "lm"}
 

@@ -1,0 +1,134 @@
+"""Stochastic gradient Langevin dynamics kernels as small pure functions.
+
+Each kernel takes the current position, a gradient of the log density *to ascend*, a step size
+``eta``, an explicit ``torch.Generator`` and a ``temperature`` ``T``, and returns the new position:
+
+    SGLD  (Welling & Teh 2011):  x' = x + (eta/2) g + sqrt(eta T) z,            z ~ N(0, I)
+    pSGLD (Li et al. 2016):      V' = a V + (1-a) g^2,  G = 1 / (eps + sqrt(V' / (1 - a^t)))
+                                 x' = x + (eta/2) G g + sqrt(eta T G) z
+
+At ``T = 1`` SGLD targets the density whose gradient is ``g``; at ``T`` it targets that density to
+the power ``1/T``; at ``T = 0`` it is gradient ascent. pSGLD omits the small ``Gamma`` correction term
+of Li et al., as is usual. Nothing here mutates its inputs.
+
+Stability. For a Gaussian term of curvature ``lam`` (``-log p = lam x^2 / 2``) the SGLD recursion is
+``x' = (1 - eta lam / 2) x + sqrt(eta) z``: it diverges when ``eta >= 4 / lam`` and otherwise has
+stationary variance ``1 / (lam (1 - eta lam / 4))``, i.e. inflated by ``1 / (1 - eta lam / 4)``.
+``check_step_size`` refuses the first case and warns about the second.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+
+
+def _check_temperature(temperature: float) -> None:
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
+
+
+def langevin_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise with the shape, dtype and device of ``like``."""
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def sgld_step(
+    position: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float,
+    generator: torch.Generator | None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """One SGLD step ``x + (eta/2) g + sqrt(eta T) z`` (any shape; ``grad`` like ``position``)."""
+    _check_temperature(temperature)
+    new = position + (0.5 * step_size) * grad
+    if temperature > 0:
+        new = new + math.sqrt(step_size * temperature) * langevin_noise(position, generator)
+    return new
+
+
+class PSGLDState(NamedTuple):
+    """RMSprop statistics of pSGLD: the running average of squared gradients (shape of the position)
+    and the number of averaged steps (for the bias correction ``V / (1 - a^count)``)."""
+
+    square_avg: torch.Tensor
+    count: int | torch.Tensor = 0  # an int, or a tensor broadcastable against square_avg
+
+
+def psgld_init(position: torch.Tensor) -> PSGLDState:
+    return PSGLDState(square_avg=torch.zeros_like(position), count=0)
+
+
+def psgld_step(
+    position: torch.Tensor,
+    grad: torch.Tensor,
+    state: PSGLDState,
+    step_size: float,
+    generator: torch.Generator | None,
+    temperature: float = 1.0,
+    alpha: float = 0.99,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, PSGLDState]:
+    """One RMSprop-preconditioned SGLD step; returns ``(new_position, new_state)``."""
+    _check_temperature(temperature)
+    square_avg = alpha * state.square_avg + (1.0 - alpha) * grad.square()
+    count = state.count + 1
+    # Bias-corrected average (as in Adam): without it the first steps see V ~ (1-a) g^2 and take a
+    # preconditioner 1/sqrt(1-a) = 10x too large, which throws the chain far out at the start.
+    corrected = square_avg / (1.0 - torch.as_tensor(alpha, dtype=square_avg.dtype) ** count)
+    precond = 1.0 / (eps + corrected.sqrt())  # G, diagonal
+    new = position + (0.5 * step_size) * precond * grad
+    if temperature > 0:
+        new = new + (step_size * temperature * precond).sqrt() * langevin_noise(position, generator)
+    return new, PSGLDState(square_avg, count)
+
+
+def max_stable_step_size(curvature: float) -> float:
+    """Largest step size for which SGLD on a Gaussian of this curvature does not diverge: ``4 / lam``."""
+    return 4.0 / curvature
+
+
+def recommended_step_size(curvature: float, max_inflation: float = 1.1) -> float:
+    """Largest step size whose stationary variance inflation stays at ``max_inflation``."""
+    return max_stable_step_size(curvature) * (1.0 - 1.0 / max_inflation)
+
+
+def variance_inflation(step_size: float, curvature: float) -> float:
+    """Factor by which SGLD's stationary variance exceeds the target's: ``1 / (1 - eta lam / 4)``."""
+    ratio = step_size * curvature / 4.0
+    return math.inf if ratio >= 1 else 1.0 / (1.0 - ratio)
+
+
+def check_step_size(
+    step_size: float, curvature: float, what: str, advice: str, warn_inflation: float = 1.1
+) -> None:
+    """Refuse a step size that provably diverges on a Gaussian term of ``curvature``; warn if biased.
+
+    Args:
+        step_size: the SGLD step size ``eta``.
+        curvature: curvature ``lam`` of the stiffest Gaussian term the step sees.
+        what: what is being stepped and why it is stiff (goes into the message).
+        advice: what to change (goes into the message).
+        warn_inflation: warn when the stationary variance is inflated by more than this factor.
+    """
+    if not (step_size > 0 and math.isfinite(step_size)):
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+    limit = max_stable_step_size(curvature)
+    if step_size >= limit:
+        raise ValueError(
+            f"step_size={step_size:g} makes SGLD diverge on {what}: a Gaussian term of curvature "
+            f"{curvature:g} is unstable for step sizes >= 4/curvature = {limit:g}. {advice}"
+        )
+    inflation = variance_inflation(step_size, curvature)
+    if inflation > warn_inflation:
+        warnings.warn(
+            f"step_size={step_size:g} inflates the sampled variance of {what} by a factor of "
+            f"{inflation:.2f} (curvature {curvature:g}); a step below "
+            f"{recommended_step_size(curvature, warn_inflation):.3g} keeps it under {warn_inflation:g}. "
+            f"{advice}",
+            stacklevel=3,
+        )
