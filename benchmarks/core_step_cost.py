@@ -20,6 +20,7 @@ import warnings
 import torch
 
 from liftpeft.core import HierarchicalPrior, OnlineGaussianMixture, SGLDGibbs
+from liftpeft.core.sgld import recommended_step_size
 
 
 def median_time(fn, repeats: int, warmup: int = 3) -> float:
@@ -35,8 +36,9 @@ def median_time(fn, repeats: int, warmup: int = 3) -> float:
 
 def gibbs_step_cost(mode: str, n: int, d: int, repeats: int) -> float:
     prior = HierarchicalPrior(1.0, 1.0)
-    sampler = SGLDGibbs(prior, n, d, step_size=1e-3, phi_update=mode, seed=0, check_stability=False)
-    grad = torch.randn(d)
+    step = recommended_step_size(prior.phi_curvature(n))  # a stable step, so the chain stays finite
+    sampler = SGLDGibbs(prior, n, d, step_size=step, phi_update=mode, seed=0)
+    grad = 0.01 * torch.randn(d)
     counter = iter(range(10**9))
     return median_time(lambda: sampler.step(next(counter) % n, lambda th: grad), repeats)
 

@@ -1,1 +1,1 @@
-"""evaluation."""
+"""Evaluation: metrics, statistics over seeds and tasks, and reports."""

@@ -1,0 +1,110 @@
+"""Warm-up of LiFT's meta-training: noise-free optimisation of the joint posterior before sampling.
+
+The paper's warm-up is plain optimisation of ``theta_i`` and ``phi``. Done in the centred coordinates
+of the sampler (``theta_i`` given ``phi``, then ``phi`` given the thetas) it is slow: ``phi`` can only
+follow the mean of the thetas, and each ``theta_i`` is held within ``~beta`` of ``phi``, so the shared
+part moves by about ``beta^2 * grad`` per sweep over the tasks (measured: on a tiny cross-encoder
+family, 1 000 such steps left the training loss at ln 2 while 200 Adam steps on one task fitted it).
+
+``HierarchicalWarmup`` optimises the same objective in the non-centred coordinates
+``theta_i = phi + delta_i``:
+
+    maximise  log N(phi; c, sigma^2) + sum_i log N(delta_i; 0, beta^2) + sum_i log p(D_i | phi + delta_i)
+
+with Adam, one (or a few) tasks per step: ``delta_i`` gets ``-delta_i/beta^2 + g_i`` and ``phi`` gets
+``-(phi - c)/sigma^2 + (N/B) sum_{visited} g_i`` (an unbiased estimate of the sum over tasks), where
+``g_i = d/dtheta log p(D_i | theta_i)``. The shared part then moves on every step, as in training one
+adapter on the union of the tasks, while the task offsets stay under their prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from liftpeft.core.gibbs import NonFiniteError
+from liftpeft.core.prior import HierarchicalPrior
+
+
+def adam_direction(
+    grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, count: torch.Tensor | int, b1: float = 0.9,
+    b2: float = 0.999, eps: float = 1e-8,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adam's bias-corrected ascent direction ``m_hat / (sqrt(v_hat) + eps)``; returns ``(dir, m, v)``.
+
+    ``count`` is the number of updates including this one (an int, or a tensor broadcastable to ``grad``).
+    """
+    m = b1 * m + (1 - b1) * grad
+    v = b2 * v + (1 - b2) * grad.square()
+    c1 = 1 - torch.as_tensor(b1, dtype=grad.dtype) ** count
+    c2 = 1 - torch.as_tensor(b2, dtype=grad.dtype) ** count
+    return (m / c1) / ((v / c2).sqrt() + eps), m, v
+
+
+class HierarchicalWarmup:
+    """Adam on ``(phi, delta_1..N)`` of the hierarchical posterior (non-centred coordinates).
+
+    Same calling convention as ``SGLDGibbs``: ``step(task_index, grad_fn)`` with ``grad_fn(theta_rows)``
+    returning ``d/dtheta log p(D_i | theta_i)``; ``.phi`` (d,), ``.theta`` (n_tasks, d).
+    """
+
+    def __init__(
+        self, prior: HierarchicalPrior, n_tasks: int, dim: int, lr: float, init: torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.prior = prior
+        self.n_tasks, self.dim, self.lr = int(n_tasks), int(dim), float(lr)
+        start = prior.center if init is None else init
+        start = torch.zeros(dim) if start is None else start
+        self.phi = start.to(dtype).clone()
+        self.delta = torch.zeros(self.n_tasks, self.dim, dtype=dtype)
+        self._phi_m, self._phi_v = torch.zeros_like(self.phi), torch.zeros_like(self.phi)
+        self._delta_m, self._delta_v = torch.zeros_like(self.delta), torch.zeros_like(self.delta)
+        self._phi_count = 0
+        self._delta_count = torch.zeros(self.n_tasks, 1, dtype=torch.long)
+        self.step_count = 0
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.phi + self.delta
+
+    def step(self, task_index: int | torch.Tensor, grad_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        idx = torch.as_tensor(task_index, dtype=torch.long).reshape(-1)
+        single = not isinstance(task_index, torch.Tensor) or task_index.dim() == 0
+        rows = self.phi + self.delta[idx]  # (B, d)
+        grad = grad_fn(rows[0].clone() if single else rows.clone()).reshape(rows.shape).to(rows)
+        if not torch.isfinite(grad).all():
+            raise NonFiniteError(f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {self.step_count}")
+        # delta_i: its prior and its own likelihood
+        g_delta = -self.delta[idx] / self.prior.beta**2 + grad
+        count = self._delta_count[idx] + 1
+        direction, m, v = adam_direction(g_delta, self._delta_m[idx], self._delta_v[idx], count)
+        self._delta_m[idx], self._delta_v[idx], self._delta_count[idx] = m, v, count
+        self.delta[idx] = self.delta[idx] + self.lr * direction
+        # phi: its prior and an unbiased estimate of the summed likelihood gradient
+        g_phi = self.prior.grad_log_prob_phi(self.phi) + (self.n_tasks / len(idx)) * grad.sum(0)
+        self._phi_count += 1
+        direction, self._phi_m, self._phi_v = adam_direction(g_phi, self._phi_m, self._phi_v, self._phi_count)
+        self.phi = self.phi + self.lr * direction
+        self.step_count += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "phi": self.phi.clone(), "delta": self.delta.clone(), "phi_m": self._phi_m.clone(),
+            "phi_v": self._phi_v.clone(), "delta_m": self._delta_m.clone(), "delta_v": self._delta_v.clone(),
+            "phi_count": self._phi_count, "delta_count": self._delta_count.clone(), "step_count": self.step_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.phi, self.delta = state["phi"].clone(), state["delta"].clone()
+        self._phi_m, self._phi_v = state["phi_m"].clone(), state["phi_v"].clone()
+        self._delta_m, self._delta_v = state["delta_m"].clone(), state["delta_v"].clone()
+        self._phi_count = int(state["phi_count"])
+        self._delta_count = state["delta_count"].clone()
+        self.step_count = int(state["step_count"])
+
+

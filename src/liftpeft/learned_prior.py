@@ -1,0 +1,151 @@
+"""The learned prior as an artefact: a directory with ``prior.safetensors`` and ``prior.json``.
+
+``prior.safetensors`` holds the mixture (``weights`` (K,), ``means`` (K, d), ``covariances`` (K, d),
+``counts`` (K,)) and the PEFT initialisation ``center`` (d,). ``prior.json`` holds ``beta`` and ``sigma``,
+the backbone description (base model, PEFT config, adapter layout), the hyperparameters, the task
+names, the liftpeft version, the creation time, and the SHA-256 of the tensor file (so a torn write
+is detected). Both files are written atomically, the JSON last.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from liftpeft._version import __version__
+from liftpeft.atomic import atomic_write_json
+from liftpeft.core.mixture import OnlineGaussianMixture
+from liftpeft.core.mixture_prior import MixturePrior
+
+TENSORS_FILE = "prior.safetensors"
+META_FILE = "prior.json"
+
+
+class PriorFormatError(ValueError):
+    """A prior directory that cannot be read; the message says what is wrong."""
+
+
+@dataclass
+class LearnedPrior:
+    """A mixture prior over adapters, ready for test-time adaptation (SPEC section 4)."""
+
+    weights: torch.Tensor  # (K,)
+    means: torch.Tensor  # (K, d)
+    covariances: torch.Tensor  # (K, d)
+    center: torch.Tensor  # (d,)
+    beta: float
+    sigma: float
+    counts: torch.Tensor | None = None  # (K,)
+    backbone: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    task_names: list[str] = field(default_factory=list)
+    source: str = "meta-train"
+    created: str = ""
+    version: str = __version__
+
+    def __post_init__(self) -> None:
+        k, d = self.means.shape
+        if self.weights.shape != (k,) or self.covariances.shape != (k, d) or self.center.shape != (d,):
+            raise PriorFormatError(
+                f"inconsistent prior tensors: weights {tuple(self.weights.shape)}, means {(k, d)}, "
+                f"covariances {tuple(self.covariances.shape)}, center {tuple(self.center.shape)}"
+            )
+        if not self.created:
+            self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @classmethod
+    def from_mixture(cls, mixture: OnlineGaussianMixture, center: torch.Tensor, beta: float, sigma: float, **kw: Any) -> LearnedPrior:
+        return cls(
+            weights=mixture.weights_.float(), means=mixture.means_.float(), covariances=mixture.covariances_.float(),
+            counts=mixture.counts_.float(), center=center.detach().float().clone(), beta=beta, sigma=sigma, **kw,
+        )
+
+    def mixture(self) -> OnlineGaussianMixture:
+        return OnlineGaussianMixture.from_params(self.weights, self.means, self.covariances, self.counts)
+
+    def mixture_prior(self) -> MixturePrior:
+        """``sum_j alpha_j N(theta; mu_j, Sigma_j + beta^2 I)``."""
+        return MixturePrior(self.mixture(), self.beta)
+
+    # -- disk -------------------------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "weights": self.weights.float().contiguous(),
+            "means": self.means.float().contiguous(),
+            "covariances": self.covariances.float().contiguous(),
+            "center": self.center.float().contiguous(),
+        }
+        if self.counts is not None:
+            tensors["counts"] = self.counts.float().contiguous()
+        tmp = folder / f".{TENSORS_FILE}.tmp"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, folder / TENSORS_FILE)
+        meta = {
+            "format": "liftpeft-prior/1",
+            "liftpeft_version": self.version,
+            "created": self.created,
+            "source": self.source,
+            "n_components": self.n_components,
+            "dim": self.dim,
+            "beta": self.beta,
+            "sigma": self.sigma,
+            "backbone": self.backbone,
+            "config": self.config,
+            "task_names": self.task_names,
+            "tensors_sha256": _sha256(folder / TENSORS_FILE),
+        }
+        atomic_write_json(folder / META_FILE, meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> LearnedPrior:
+        folder = Path(folder)
+        meta_file, tensor_file = folder / META_FILE, folder / TENSORS_FILE
+        if not meta_file.is_file() or not tensor_file.is_file():
+            raise PriorFormatError(
+                f"{folder} is not a liftpeft prior directory (it needs {META_FILE} and {TENSORS_FILE}); "
+                "create one with `liftpeft meta-train` or `liftpeft zoo-prior`"
+            )
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as err:
+            raise PriorFormatError(f"{meta_file}: invalid JSON ({err.msg})") from None
+        if meta.get("tensors_sha256") != _sha256(tensor_file):
+            raise PriorFormatError(
+                f"{tensor_file} does not match {meta_file} (an interrupted or partial write?); "
+                "re-create the prior or restore it from a copy"
+            )
+        t = load_file(str(tensor_file))
+        return cls(
+            weights=t["weights"], means=t["means"], covariances=t["covariances"], center=t["center"],
+            counts=t.get("counts"), beta=float(meta["beta"]), sigma=float(meta["sigma"]),
+            backbone=meta.get("backbone", {}), config=meta.get("config", {}),
+            task_names=meta.get("task_names", []), source=meta.get("source", "meta-train"),
+            created=meta.get("created", ""), version=meta.get("liftpeft_version", "?"),
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,104 @@
+"""The method interface and the one registry of methods.
+
+Every method (LiFT and each baseline) meta-trains on a ``MetaProblem`` (training tasks as
+``TaskObjective`` s plus the PEFT initialisation ``theta0``) and adapts its meta-trained state to a new
+task, returning adapter samples ``(M, d)`` (``M = 1`` for point estimates). Methods only see losses of
+flat vectors, so they run unchanged on every backbone and on the synthetic benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from liftpeft.objective import TaskObjective
+
+
+@dataclass
+class MetaProblem:
+    """What a method meta-trains on.
+
+    ``train``: the training tasks; ``theta0``: the PEFT initialisation ``(d,)`` (LoRA: A random,
+    B zero), also the center of LiFT's prior; ``dev``: meta-dev tasks (for early stopping or
+    tuning, never test tasks); ``description``: the backbone description saved with artefacts.
+    """
+
+    train: Sequence[TaskObjective]
+    theta0: torch.Tensor
+    dev: Sequence[TaskObjective] = ()
+    description: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("meta-training needs at least one training task")
+        if self.theta0.dim() != 1:
+            raise ValueError(f"theta0 must be a flat (d,) vector, got shape {tuple(self.theta0.shape)}")
+
+    @property
+    def dim(self) -> int:
+        return self.theta0.shape[0]
+
+
+class Method(Protocol):
+    """A learning-to-fine-tune method."""
+
+    name: str
+
+    def meta_train(self, problem: MetaProblem, seed: int) -> Any:
+        """Learn from the training tasks; returns the method's state (a prior, an init, ...)."""
+        ...
+
+    def adapt(self, state: Any, task: TaskObjective, seed: int) -> torch.Tensor:
+        """Fine-tune on ``task``'s train split from ``state``; returns adapter samples ``(M, d)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    description: str
+    factory: Callable[..., Method]
+    config_class: type | None
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register(name: str, description: str, config_class: type | None = None):
+    """Class decorator adding a method to the registry (``liftpeft methods`` lists them)."""
+
+    def wrap(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        _REGISTRY[name] = MethodInfo(name, description, cls, config_class)
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def available_methods() -> dict[str, MethodInfo]:
+    from liftpeft import methods  # noqa: F401  (importing the package registers every method)
+
+    return dict(sorted(_REGISTRY.items()))
+
+
+def build_method(name: str, **overrides: Any) -> Method:
+    """Instantiate a registered method with its default configuration updated by ``overrides``."""
+    registry = available_methods()
+    if name not in registry:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(registry)}")
+    info = registry[name]
+    if info.config_class is None:
+        if overrides:
+            raise TypeError(f"method {name!r} takes no configuration, got {sorted(overrides)}")
+        return info.factory()
+    fields = {f.name for f in dataclasses.fields(info.config_class)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"method {name!r} has no setting(s) {unknown}; its settings are {sorted(fields)}")
+    return info.factory(info.config_class(**overrides))

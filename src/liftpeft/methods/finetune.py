@@ -1,0 +1,60 @@
+"""Plain fine-tuning of a flat adapter on one task (AdamW): the inner loop every baseline shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from liftpeft.objective import TaskObjective, sample_batch
+
+
+def finetune(
+    objective: TaskObjective,
+    theta: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    callback: Callable[[int, float], None] | None = None,
+) -> torch.Tensor:
+    """AdamW on ``objective``'s train split from ``theta`` for ``steps`` minibatch steps; returns ``(d,)``."""
+    leaf = theta.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.AdamW([leaf], lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    n = objective.n_examples("train")
+    for step in range(steps):
+        idx = sample_batch(n, batch_size, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective.loss(leaf, idx, "train")
+        loss.backward()
+        optimizer.step()
+        if callback is not None:
+            callback(step, float(loss.detach()))
+    return leaf.detach()
+
+
+@dataclass
+class FinetuneConfig:
+    """Test-time fine-tuning shared by the point-estimate baselines."""
+
+    adapt_steps: int = field(default=100, metadata={"help": "fine-tuning steps on the new task"})
+    adapt_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate on the new task"})
+    adapt_batch_size: int = field(default=16, metadata={"help": "examples per fine-tuning step"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+
+    def __post_init__(self) -> None:
+        if self.adapt_steps < 0 or self.adapt_lr <= 0 or self.adapt_batch_size < 1:
+            raise ValueError("adapt_steps must be >= 0, adapt_lr > 0 and adapt_batch_size >= 1")
+
+
+def finetune_with(config: FinetuneConfig, task: TaskObjective, theta: torch.Tensor, seed: int) -> torch.Tensor:
+    """``finetune`` with the settings of ``config``; returns one sample ``(1, d)``."""
+    out = finetune(
+        task, theta, steps=config.adapt_steps, lr=config.adapt_lr, batch_size=config.adapt_batch_size,
+        seed=seed, weight_decay=config.weight_decay,
+    )
+    return out[None]

@@ -1,0 +1,77 @@
+"""LiFT's hyperparameters; defaults are the paper's where it gives them (SPEC sections 1-4)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from liftpeft.core.gibbs import PHI_UPDATES
+
+
+@dataclass
+class LiftConfig:
+    """Settings of LiFT meta-training and test-time adaptation.
+
+    The likelihood of task ``i`` is ``exp(-(n_i / tau) L_i(theta_i))`` with ``L_i`` its mean per-example
+    loss and ``n_i`` its number of training examples.
+    """
+
+    k: int = field(default=5, metadata={"help": "mixture components of the learned prior"})
+    sigma: float = field(default=0.01, metadata={"help": "std of p(phi) around the PEFT initialisation"})
+    beta: float = field(default=0.01, metadata={"help": "std of p(theta_i | phi)"})
+    phi_update: str = field(default="gibbs", metadata={"help": "cavity | exact | gibbs | sample (ablation)"})
+    temperature: float = field(default=1.0, metadata={"help": "SGLD temperature (0 = optimisation)"})
+    tau: float = field(default=1.0, metadata={"help": "likelihood temperature: scales n_i/tau"})
+    step_size: float = field(default=1e-3, metadata={"help": "SGLD step size for the task adapters"})
+    phi_step_size: float | None = field(default=None, metadata={"help": "SGLD step for phi (cavity/exact)"})
+    preconditioner: str | None = field(default="rmsprop", metadata={"help": "None or 'rmsprop' (pSGLD)"})
+    steps: int = field(default=20_000, metadata={"help": "total meta-training steps"})
+    warmup_steps: int = field(default=1_000, metadata={"help": "noise-free optimisation steps first"})
+    warmup_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the warm-up"})
+    burnin_steps: int = field(default=2_000, metadata={"help": "SGLD steps before samples are kept"})
+    thin: int = field(default=10, metadata={"help": "keep every thin-th phi as a posterior sample"})
+    batch_size: int = field(default=16, metadata={"help": "examples per task minibatch"})
+    tasks_per_step: int = field(default=1, metadata={"help": "tasks updated per SGLD-Gibbs step"})
+    mixture_buffer: int | None = field(default=None, metadata={"help": "samples buffered to initialise the mixture"})
+    checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints"})
+    log_every: int = field(default=50, metadata={"help": "steps between metrics-log lines"})
+    adapt_steps: int = field(default=100, metadata={"help": "test-time adaptation steps"})
+    adapt_step_size: float | None = field(default=None, metadata={"help": "defaults to step_size"})
+    adapt_method: str = field(default="sgld", metadata={"help": "sgld | map"})
+    adapt_temperature: float = field(default=1.0, metadata={"help": "SGLD temperature at test time"})
+    adapt_keep_last: int = field(default=1, metadata={"help": "samples averaged in the predictive"})
+    adapt_batch_size: int | None = field(default=None, metadata={"help": "defaults to batch_size"})
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.phi_update not in PHI_UPDATES:
+            raise ValueError(f"phi_update must be one of {PHI_UPDATES}, got {self.phi_update!r}")
+        if self.preconditioner not in (None, "rmsprop"):
+            raise ValueError(f"preconditioner must be None or 'rmsprop', got {self.preconditioner!r}")
+        for name in ("sigma", "beta", "tau", "step_size", "warmup_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.burnin_steps < 0 or self.thin < 1:
+            raise ValueError("warmup_steps and burnin_steps must be >= 0 and thin >= 1")
+        if self.warmup_steps + self.burnin_steps >= self.steps:
+            raise ValueError(
+                f"steps ({self.steps}) must exceed warmup_steps + burnin_steps "
+                f"({self.warmup_steps} + {self.burnin_steps}) so that posterior samples are collected"
+            )
+        if self.adapt_method not in ("sgld", "map"):
+            raise ValueError(f"adapt_method must be 'sgld' or 'map', got {self.adapt_method!r}")
+        if self.batch_size < 1 or self.tasks_per_step < 1 or self.adapt_keep_last < 1:
+            raise ValueError("batch_size, tasks_per_step and adapt_keep_last must be >= 1")
+
+    @property
+    def sampling_steps(self) -> int:
+        return self.steps - self.warmup_steps - self.burnin_steps
+
+    @property
+    def n_samples(self) -> int:
+        """Number of phi samples the mixture receives."""
+        return -(-self.sampling_steps // self.thin)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,234 @@
+"""LiFT meta-training: warm-up, burn-in and sampling with SGLD-Gibbs, and the online mixture over phi.
+
+Per step: pick ``tasks_per_step`` training tasks uniformly at random, draw a minibatch of each, and
+update their adapters with ``d/dtheta log p(D_i|theta_i) = -(n_i/tau) dL_i/dtheta`` and then ``phi``.
+Warm-up steps optimise the joint posterior without noise (``HierarchicalWarmup``: Adam in the
+non-centred coordinates ``theta_i = phi + delta_i``, see its docstring for why); burn-in steps run
+``SGLDGibbs`` from there without keeping samples; afterwards every ``thin``-th ``phi`` goes into the
+online mixture.
+
+All randomness comes from two explicit generators (the sampler's noise, and task / minibatch
+choice), whose states are checkpointed, so a resumed run reproduces an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liftpeft.core.gibbs import NonFiniteError, SGLDGibbs
+from liftpeft.core.mixture import OnlineGaussianMixture
+from liftpeft.core.prior import HierarchicalPrior
+from liftpeft.core.warmup import HierarchicalWarmup
+from liftpeft.learned_prior import LearnedPrior
+from liftpeft.methods.base import MetaProblem
+from liftpeft.methods.lift.checkpoint import load_checkpoint, save_checkpoint
+from liftpeft.methods.lift.config import LiftConfig
+from liftpeft.objective import loss_and_grad, sample_batch
+from liftpeft.progress import progress_bar
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetaTrainingError(RuntimeError):
+    """Meta-training stopped; the message names the task and step and where the last checkpoint is."""
+
+
+class LiftTrainer:
+    """Runs LiFT meta-training on a ``MetaProblem``; optional checkpoints and a metrics log in ``workdir``."""
+
+    def __init__(
+        self,
+        problem: MetaProblem,
+        config: LiftConfig,
+        seed: int = 0,
+        workdir: str | os.PathLike | None = None,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.problem = problem
+        self.config = config
+        self.seed = int(seed)
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.on_log = on_log
+        n, d = len(problem.train), problem.dim
+        prior = HierarchicalPrior(config.sigma, config.beta, center=problem.theta0.float())
+        self.sampler = SGLDGibbs(
+            prior, n, d, config.step_size, phi_update=config.phi_update, temperature=config.temperature,
+            seed=self.seed, phi_step_size=config.phi_step_size, preconditioner=config.preconditioner,
+            init=problem.theta0.float(),
+        )
+        self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
+        self.mixture = OnlineGaussianMixture(config.k, random_state=self.seed, buffer_size=self._buffer_size())
+        self.data_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.step = 0
+        self._sizes = [task.n_examples("train") for task in problem.train]
+        self._last_loss = math.nan
+
+    def _buffer_size(self) -> int:
+        wanted = self.config.mixture_buffer or max(20, 10 * self.config.k)
+        return max(self.config.k, min(wanted, self.config.n_samples))
+
+    # -- identity of a run (a checkpoint only resumes the same run) --------------------------------
+    def _fingerprint(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "seed": self.seed,
+            "n_tasks": len(self.problem.train),
+            "dim": self.problem.dim,
+            "task_names": [t.name for t in self.problem.train],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "run": self._fingerprint(),
+            "step": self.step,
+            "sampler": self.sampler.state_dict(),
+            "warmup": self.warmup.state_dict(),
+            "mixture": self.mixture.state_dict(),
+            "data_generator": self.data_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["run"] != json.loads(json.dumps(self._fingerprint())):
+            raise MetaTrainingError(
+                "the checkpoint was written by a run with other settings, tasks or seed; "
+                "resume with exactly the same arguments, or start a new run in another output directory"
+            )
+        self.step = int(state["step"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.warmup.load_state_dict(state["warmup"])
+        self.mixture.load_state_dict(state["mixture"])
+        self.data_generator.set_state(state["data_generator"])
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def phase(self, step: int) -> str:
+        if step < self.config.warmup_steps:
+            return "warmup"
+        if step < self.config.warmup_steps + self.config.burnin_steps:
+            return "burnin"
+        return "sampling"
+
+    def _grad_fn(self, tasks: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        cfg = self.config
+
+        def grad_fn(theta: torch.Tensor) -> torch.Tensor:
+            rows = theta[None] if theta.dim() == 1 else theta
+            grads, losses = [], []
+            for row, i in zip(rows, tasks):
+                task = self.problem.train[i]
+                idx = sample_batch(self._sizes[i], cfg.batch_size, self.data_generator)
+                loss, grad = loss_and_grad(task, row, idx)
+                if not math.isfinite(loss) or not torch.isfinite(grad).all():
+                    raise NonFiniteError(f"non-finite loss on task {task.name!r}")
+                losses.append(loss)
+                grads.append(-(self._sizes[i] / cfg.tau) * grad)
+            self._last_loss = sum(losses) / len(losses)
+            out = torch.stack(grads)
+            return out[0] if theta.dim() == 1 else out
+
+        return grad_fn
+
+    def _pick_tasks(self) -> list[int]:
+        n = len(self.problem.train)
+        k = min(self.config.tasks_per_step, n)
+        return torch.randperm(n, generator=self.data_generator)[:k].tolist()
+
+    def run(self, resume: bool = False) -> LearnedPrior:
+        """Meta-train (continuing from ``workdir``'s checkpoint if ``resume``) and return the prior."""
+        if resume:
+            self._resume()
+        elif self.workdir is not None:
+            (self.workdir / METRICS_FILE).unlink(missing_ok=True)
+        cfg = self.config
+        bar = progress_bar(total=cfg.steps, desc="LiFT meta-training", initial=self.step, unit="step")
+        loss_ema = math.nan
+        try:
+            while self.step < cfg.steps:
+                phase = self.phase(self.step)
+                tasks = self._pick_tasks()
+                index: int | torch.Tensor = tasks[0] if len(tasks) == 1 else torch.tensor(tasks)
+                try:
+                    if phase == "warmup":
+                        self.warmup.step(index, self._grad_fn(tasks))
+                    else:
+                        if self.step == cfg.warmup_steps and cfg.warmup_steps > 0:
+                            self.sampler.set_state(phi=self.warmup.phi, theta=self.warmup.theta)
+                        self.sampler.step(index, self._grad_fn(tasks))
+                except NonFiniteError as err:
+                    raise MetaTrainingError(self._failure_message(err)) from None
+                if phase == "sampling" and (self.step - cfg.warmup_steps - cfg.burnin_steps) % cfg.thin == 0:
+                    self.mixture.partial_fit(self.sampler.phi)
+                loss_ema = self._last_loss if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * self._last_loss
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(phase=phase, loss=f"{loss_ema:.3f}", refresh=False)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self._log(phase, loss_ema)
+                if self.workdir is not None and (self.step % cfg.checkpoint_every == 0):
+                    save_checkpoint(self.workdir / CHECKPOINT_DIR, self.state_dict())
+        finally:
+            bar.close()
+        if not self.mixture.is_fitted:
+            self.mixture.initialize()
+        return LearnedPrior.from_mixture(
+            self.mixture, self.problem.theta0, beta=cfg.beta, sigma=cfg.sigma, backbone=self.problem.description,
+            config={**cfg.to_dict(), "seed": self.seed}, task_names=[t.name for t in self.problem.train],
+        )
+
+    def _resume(self) -> None:
+        if self.workdir is None:
+            raise MetaTrainingError("resume needs a working directory holding a checkpoint")
+        folder = self.workdir / CHECKPOINT_DIR
+        if not folder.is_dir():
+            logger.info("no checkpoint in %s: starting from step 0", folder)
+            (self.workdir / METRICS_FILE).unlink(missing_ok=True)
+            return
+        self.load_state_dict(load_checkpoint(folder))
+        self._truncate_metrics()
+        logger.info("resumed from step %d", self.step)
+
+    def _truncate_metrics(self) -> None:
+        """Drop metrics lines written after the checkpoint (they will be written again)."""
+        path = self.workdir / METRICS_FILE  # type: ignore[operator]
+        if path.is_file():
+            keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
+            path.write_text("".join(ln + "\n" for ln in keep))
+
+    def _failure_message(self, err: Exception) -> str:
+        where = "no checkpoint was written"
+        if self.workdir is not None and (self.workdir / CHECKPOINT_DIR).is_dir():
+            saved = load_checkpoint(self.workdir / CHECKPOINT_DIR)["step"]
+            where = f"the last good checkpoint (step {saved}) is kept in {self.workdir / CHECKPOINT_DIR}"
+        return (
+            f"meta-training stopped at step {self.step}: {err}; {where}. Lower step_size or raise tau, "
+            "then resume"
+        )
+
+    def _log(self, phase: str, loss: float) -> None:
+        state = self.warmup if phase == "warmup" else self.sampler
+        record: dict[str, Any] = {
+            "step": self.step,
+            "phase": phase,
+            "loss": loss,
+            "step_size": self.config.step_size,
+            "phi_distance": float((state.phi - self.problem.theta0).norm()),
+            "theta_spread": float((state.theta - state.phi).norm(dim=1).mean()),
+        }
+        if self.mixture.is_fitted:
+            record["mixture_weights"] = [round(float(w), 4) for w in self.mixture.weights_]
+        if self.on_log is not None:
+            self.on_log(record)
+        if self.workdir is not None:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            with (self.workdir / METRICS_FILE).open("a") as handle:
+                handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,83 @@
+"""Adapters on disk in the standard ``peft`` format.
+
+``export_adapter`` writes ``theta`` as a directory that ``peft.PeftModel.from_pretrained(base, dir)``
+loads (``adapter_config.json``, ``adapter_model.safetensors``), plus ``liftpeft.json`` describing the
+backbone. ``adapter_to_theta`` reads any such directory back into a flat vector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liftpeft.atomic import atomic_directory, atomic_write_json
+from liftpeft.peft_integration.backbone import BackboneMismatchError, PeftBackbone
+
+METADATA_FILE = "liftpeft.json"
+
+
+def export_adapter(
+    backbone: PeftBackbone, theta: torch.Tensor, out_dir: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Save ``theta`` as a ``peft`` adapter directory (written atomically; replaces ``out_dir``)."""
+    out_dir = Path(out_dir)
+    previous = backbone.get_theta()
+    backbone.set_theta(theta)
+    try:
+        with atomic_directory(out_dir) as tmp:
+            backbone.model.save_pretrained(tmp)
+            _fix_base_reference(tmp, backbone.model_ref)
+            atomic_write_json(tmp / METADATA_FILE, {"backbone": backbone.describe(), **(metadata or {})})
+    finally:
+        backbone.set_theta(previous)
+    return out_dir
+
+
+def _fix_base_reference(folder: Path, model_ref: str) -> None:
+    """Record the base model as given (peft stores the loaded path, which may be relative)."""
+    config_file = folder / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = model_ref
+    atomic_write_json(config_file, config)
+
+
+def adapter_to_theta(backbone: PeftBackbone, adapter_dir: str | os.PathLike) -> torch.Tensor:
+    """Read a ``peft`` adapter directory into a flat ``theta`` for ``backbone``.
+
+    Raises ``BackboneMismatchError`` naming the directory if its tensors do not match the backbone's
+    adapter (a different PEFT config, rank, target modules or base model).
+    """
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)")
+    meta_file = adapter_dir / METADATA_FILE
+    if meta_file.is_file():
+        backbone.check_compatible(json.loads(meta_file.read_text())["backbone"], what=f"adapter {adapter_dir}")
+    weights = load_peft_weights(str(adapter_dir), device="cpu")
+    previous = backbone.get_theta()
+    try:
+        result = set_peft_model_state_dict(backbone.model, weights)
+        missing = [k for k in result.missing_keys if k in _trainable_keys(backbone)]
+        unexpected = list(getattr(result, "unexpected_keys", []))
+        if missing or unexpected:
+            raise BackboneMismatchError(
+                f"adapter {adapter_dir} does not fit the backbone's adapter: "
+                f"{len(missing)} tensors missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:2]}); it was made with a different PEFT config or base model"
+            )
+        theta = backbone.get_theta()
+    except RuntimeError as err:  # shape mismatch inside load_state_dict
+        raise BackboneMismatchError(f"adapter {adapter_dir} has tensors of other shapes than the backbone's: {err}") from None
+    finally:
+        backbone.set_theta(previous)
+    return theta
+
+
+def _trainable_keys(backbone: PeftBackbone) -> set[str]:
+    return set(backbone.spec.names)

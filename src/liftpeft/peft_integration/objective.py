@@ -1,0 +1,215 @@
+"""``TaskObjective`` for a task on a ``PeftBackbone``: losses and metrics for every task kind.
+
+Per-example losses (their mean over a batch is ``L(theta)``):
+
+* language modelling / text-to-text: the mean cross-entropy of the example's predicted tokens;
+* multiple choice: ``-log softmax_j(score_j)[label]`` over the example's options, where ``score_j`` is
+  the mean log-probability of option ``j``'s tokens (causal / seq2seq), the cross-encoder output, or
+  ``scale * cos(embed(input), embed(option))`` (similarity head).
+
+``evaluate`` with several ``thetas`` (M, d) averages the predictive probabilities of the M adapters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from liftpeft.evaluation.metrics import macro_f1
+from liftpeft.peft_integration.backbone import PeftBackbone
+from liftpeft.peft_integration.encode import IGNORE, EncodedChoices, EncodedTokens, encode_choices, encode_tokens
+from liftpeft.tasks.schema import SPLITS, Task
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (B, H)
+
+
+def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities over the vocabulary at predicted positions and the aligned labels.
+
+    Returns ``(logp (B, T', V), labels (B, T'))``; causal models predict token ``t+1`` at position ``t``.
+    """
+    if causal:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return torch.log_softmax(logits.float(), dim=-1), labels
+
+
+class PeftTaskObjective:
+    """One task on a ``PeftBackbone``, addressed through a flat adapter vector.
+
+    Args:
+        backbone: the wrapped model.
+        task: the task (its kind decides the loss).
+        max_length: token budget per model input (longer inputs are truncated; for causal models the
+            left of the input is cut so that the option / target survives).
+        eval_batch_size: examples per forward pass in ``evaluate``.
+        similarity_scale: the cosine scale of the similarity head.
+    """
+
+    def __init__(
+        self,
+        backbone: PeftBackbone,
+        task: Task,
+        *,
+        max_length: int = 256,
+        eval_batch_size: int = 32,
+        similarity_scale: float = 20.0,
+    ) -> None:
+        if task.kind == "lm" and backbone.family != "causal":
+            raise ValueError(
+                f"task {task.name!r} is language modelling ({{'text': ...}} lines), which needs a causal LM; "
+                f"the backbone {backbone.model_ref!r} is {backbone.family}"
+            )
+        if task.kind == "text2text" and backbone.family == "encoder":
+            raise ValueError(
+                f"task {task.name!r} is text-to-text, which needs a causal or seq2seq model; "
+                f"{backbone.model_ref!r} is an encoder"
+            )
+        self.backbone = backbone
+        self.task = task
+        self.name = task.name
+        self.kind = task.kind
+        self.max_length = max_length
+        self.eval_batch_size = eval_batch_size
+        self.similarity_scale = similarity_scale
+        self.primary_metric = "accuracy" if task.kind == "choice" else "token_accuracy"
+        self.higher_is_better = True
+        self._encoded: dict[str, Any] = {}
+
+    # -- encoding ---------------------------------------------------------------------------------
+    def encoded(self, split: str) -> EncodedTokens | EncodedChoices:
+        if split not in self._encoded:
+            examples = self.task.split(split)
+            if not examples:
+                raise ValueError(f"task {self.name!r} has no {split} examples")
+            tok, family = self.backbone.tokenizer, self.backbone.family
+            seq2seq = family == "seq2seq"
+            if self.kind == "choice":
+                mode = self.backbone.choice_head if family == "encoder" else "loglik"
+                self._encoded[split] = encode_choices(tok, examples, mode, seq2seq, self.max_length)
+            else:
+                self._encoded[split] = encode_tokens(tok, examples, seq2seq, self.max_length)
+        return self._encoded[split]
+
+    def n_examples(self, split: str = "train") -> int:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        return len(self.task.split(split))
+
+    # -- forward passes ---------------------------------------------------------------------------
+    def _device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.backbone.device) for k, v in batch.items()}
+
+    def _token_logp(self, theta: torch.Tensor, enc: EncodedTokens, idx: torch.Tensor):
+        batch = self._device(enc.batch(idx))
+        if enc.seq2seq:
+            out = self.backbone.forward(theta, **batch)
+            return _token_logprobs(out.logits, batch["labels"], causal=False)
+        out = self.backbone.forward(theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return _token_logprobs(out.logits, batch["labels"], causal=True)
+
+    def _choice_logp(self, theta: torch.Tensor, enc: EncodedChoices, idx: torch.Tensor):
+        """Log-softmax over each example's options, ``(B, max_options)`` (-inf pads), and labels ``(B,)``."""
+        batch = self._device(enc.batch(idx))
+        n_opt = batch.pop("n_options")
+        labels = batch.pop("label")
+        if enc.mode == "similarity":
+            emb = self._embed(theta, batch["input_ids"], batch["attention_mask"])  # (B, H)
+            opt = self._embed(theta, batch["option_ids"], batch["option_mask"])  # (R, H)
+            owner = torch.repeat_interleave(torch.arange(len(n_opt), device=opt.device), n_opt.to(opt.device))
+            scores = self.similarity_scale * (emb[owner] * opt).sum(-1)  # (R,)
+        elif enc.mode == "cross":
+            out = self.backbone.forward(theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            scores = out.logits[:, 0].float()
+        else:
+            logp, labels_tok = self._loglik_rows(theta, batch, enc.seq2seq)
+            mask = labels_tok != IGNORE
+            tok_lp = logp.gather(-1, labels_tok.clamp_min(0).unsqueeze(-1)).squeeze(-1) * mask
+            scores = tok_lp.sum(1) / mask.sum(1).clamp_min(1)  # mean log-prob of the option's tokens
+        grouped = torch.full((len(n_opt), int(n_opt.max())), -math.inf, device=scores.device)
+        col = torch.cat([torch.arange(int(n)) for n in n_opt]).to(scores.device)
+        row = torch.repeat_interleave(torch.arange(len(n_opt)), n_opt).to(scores.device)
+        grouped = grouped.index_put((row, col), scores)
+        return torch.log_softmax(grouped, dim=-1), labels
+
+    def _loglik_rows(self, theta, batch, seq2seq: bool):
+        if seq2seq:
+            out = self.backbone.forward(theta, **batch)
+            return _token_logprobs(out.logits, batch["labels"], causal=False)
+        labels = batch.pop("labels")
+        out = self.backbone.forward(theta, **batch)
+        return _token_logprobs(out.logits, labels, causal=True)
+
+    def _embed(self, theta: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone.forward(theta, input_ids=ids, attention_mask=mask)
+        return F.normalize(_mean_pool(out.last_hidden_state.float(), mask), dim=-1)
+
+    # -- the TaskObjective interface ----------------------------------------------------------------
+    def loss(self, theta: torch.Tensor, idx: torch.Tensor | None = None, split: str = "train") -> torch.Tensor:
+        enc = self.encoded(split)
+        idx = torch.arange(len(enc)) if idx is None else idx
+        if isinstance(enc, EncodedChoices):
+            logp, labels = self._choice_logp(theta, enc, idx)
+            return F.nll_loss(logp, labels.to(logp.device))
+        logp, labels = self._token_logp(theta, enc, idx)
+        mask = labels != IGNORE
+        nll = -logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * mask  # (B, T)
+        return (nll.sum(1) / mask.sum(1).clamp_min(1)).mean()
+
+    @torch.no_grad()
+    def evaluate(self, thetas: torch.Tensor, split: str = "test") -> dict[str, float]:
+        thetas = thetas[None] if thetas.dim() == 1 else thetas
+        enc = self.encoded(split)
+        chunks = torch.arange(len(enc)).split(self.eval_batch_size)
+        if isinstance(enc, EncodedChoices):
+            return self._evaluate_choices(thetas, enc, chunks, split)
+        return self._evaluate_tokens(thetas, enc, chunks)
+
+    def _averaged(self, thetas: torch.Tensor, fn) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log of the mean predictive probability over the rows of ``thetas``."""
+        outs = [fn(th) for th in thetas]
+        stacked = torch.stack([o[0] for o in outs])
+        return torch.logsumexp(stacked, dim=0) - math.log(len(outs)), outs[0][1]
+
+    def _evaluate_choices(self, thetas, enc: EncodedChoices, chunks, split: str) -> dict[str, float]:
+        preds, golds, nll = [], [], 0.0
+        for idx in chunks:
+            logp, labels = self._averaged(thetas, lambda th, idx=idx: self._choice_logp(th, enc, idx))
+            labels = labels.to(logp.device)
+            nll += float(-logp.gather(1, labels[:, None]).sum())
+            preds.extend(logp.argmax(1).tolist())
+            golds.extend(labels.tolist())
+        n = len(golds)
+        options = [ex.options for ex in self.task.split(split)]
+        pred_text = [options[i][p] for i, p in enumerate(preds)]
+        gold_text = [options[i][g] for i, g in enumerate(golds)]
+        return {
+            "accuracy": sum(p == g for p, g in zip(preds, golds)) / n,
+            "macro_f1": macro_f1(pred_text, gold_text),
+            "loss": nll / n,
+            "chance_accuracy": sum(1.0 / len(o) for o in options) / n,
+            "n": float(n),
+        }
+
+    def _evaluate_tokens(self, thetas, enc: EncodedTokens, chunks) -> dict[str, float]:
+        correct = total = 0
+        nll = 0.0
+        for idx in chunks:
+            logp, labels = self._averaged(thetas, lambda th, idx=idx: self._token_logp(th, enc, idx))
+            labels = labels.to(logp.device)
+            mask = labels != IGNORE
+            tok_lp = logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+            nll += float(-(tok_lp * mask).sum())
+            correct += int(((logp.argmax(-1) == labels) & mask).sum())
+            total += int(mask.sum())
+        return {
+            "token_accuracy": correct / total,
+            "loss": nll / total,
+            "perplexity": math.exp(min(nll / total, 50.0)),
+            "n": float(len(enc)),
+        }
