@@ -1,1 +1,1 @@
-"""Benchmark data: fetching source packages into the cache and turning them into task collections."""
+"""Benchmark data: source packages fetched into the cache and turned into task collections."""

