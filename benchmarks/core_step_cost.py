@@ -67,7 +67,9 @@ def em_update_cost(k: int, d: int, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--max-elements", type=float, default=1e8, help="skip cells with N*d above this")
     parser.add_argument("--threads", type=int, default=1)
@@ -78,8 +80,14 @@ def main() -> None:
     tasks = [10, 100, 1000] if args.quick else [10, 100, 1_000, 10_000]
     modes = ["cavity", "exact", "gibbs"]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={args.threads}")
-    print("\nSGLD-Gibbs step (ms, median); 'sgd' = plain SGD step on one adapter; 'naive' recomputes sum_i theta_i")
-    header = f"{'d':>9} {'N':>7} " + " ".join(f"{m:>8}" for m in modes) + f" {'sgd':>8} {'naive':>9} {'exact/sgd':>10}"
+    print(
+        "\nSGLD-Gibbs step (ms, median); 'sgd' = plain SGD step on one adapter; 'naive' recomputes sum_i theta_i"
+    )
+    header = (
+        f"{'d':>9} {'N':>7} "
+        + " ".join(f"{m:>8}" for m in modes)
+        + f" {'sgd':>8} {'naive':>9} {'exact/sgd':>10}"
+    )
     print(header)
     by_d: dict[int, dict[int, float]] = {}
     for d in dims:

@@ -56,8 +56,9 @@ class MeanPooledEncoder:
 
     @torch.inference_mode()
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_LENGTH,
-                               return_tensors="pt")
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+        )
         hidden = self.model(**batch).last_hidden_state  # (B, T, 384)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
@@ -107,8 +108,12 @@ def score_task(encoder: MeanPooledEncoder, task) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="dev", choices=["train", "dev", "test"],
-                        help="meta split whose tasks' test examples are scored (default: dev)")
+    parser.add_argument(
+        "--split",
+        default="dev",
+        choices=["train", "dev", "test"],
+        help="meta split whose tasks' test examples are scored (default: dev)",
+    )
     parser.add_argument("--config", default=None, help="BIG-bench pool config (default: packaged)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -124,8 +129,9 @@ def main() -> None:
     longest = max((e.input for t in tasks for e in t.test), key=len)
     probe.append(longest)  # longer than 256 tokens: checks truncation too
     diff = check_against_sentence_transformers(encoder, probe)
-    print(f"max |ours - SentenceTransformer| over {len(probe)} texts "
-          f"(longest {len(longest)} chars): {diff:.2e}")
+    print(
+        f"max |ours - SentenceTransformer| over {len(probe)} texts (longest {len(longest)} chars): {diff:.2e}"
+    )
     if diff > 1e-4:
         raise SystemExit("embeddings differ from sentence-transformers; fix pooling first")
 
@@ -136,19 +142,25 @@ def main() -> None:
     for task in tasks:
         rows[task.name] = row = score_task(encoder, task)
         major = "   -  " if row["majority"] is None else f"{row['majority']:6.3f}"
-        print(f"{task.name:42s} {row['n_test']:4d} {row['chance']:6.3f} {major} "
-              f"{row['acc_option']:6.3f} {row['acc_pair']:6.3f}")
-    means = {k: sum(r[k] for r in rows.values()) / len(rows)
-             for k in ("chance", "acc_option", "acc_pair")}
-    print(f"{'mean over ' + str(len(rows)) + ' tasks':42s} {'':4s} {means['chance']:6.3f} "
-          f"{'':6s} {means['acc_option']:6.3f} {means['acc_pair']:6.3f}")
+        print(
+            f"{task.name:42s} {row['n_test']:4d} {row['chance']:6.3f} {major} "
+            f"{row['acc_option']:6.3f} {row['acc_pair']:6.3f}"
+        )
+    means = {k: sum(r[k] for r in rows.values()) / len(rows) for k in ("chance", "acc_option", "acc_pair")}
+    print(
+        f"{'mean over ' + str(len(rows)) + ' tasks':42s} {'':4s} {means['chance']:6.3f} "
+        f"{'':6s} {means['acc_option']:6.3f} {means['acc_pair']:6.3f}"
+    )
     above = {k: sum(r[k] > r["chance"] for r in rows.values()) for k in ("acc_option", "acc_pair")}
-    print(f"tasks above chance: option {above['acc_option']}/{len(rows)}, "
-          f"pair {above['acc_pair']}/{len(rows)}; {time.perf_counter() - start:.0f} s")
+    print(
+        f"tasks above chance: option {above['acc_option']}/{len(rows)}, "
+        f"pair {above['acc_pair']}/{len(rows)}; {time.perf_counter() - start:.0f} s"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"split": args.split, "tasks": rows, "mean": means,
-                                        "st_max_abs_diff": diff}, indent=1))
+        args.out.write_text(
+            json.dumps({"split": args.split, "tasks": rows, "mean": means, "st_max_abs_diff": diff}, indent=1)
+        )
 
 
 if __name__ == "__main__":

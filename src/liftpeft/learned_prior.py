@@ -70,10 +70,18 @@ class LearnedPrior:
         return self.means.shape[1]
 
     @classmethod
-    def from_mixture(cls, mixture: OnlineGaussianMixture, center: torch.Tensor, beta: float, sigma: float, **kw: Any) -> LearnedPrior:
+    def from_mixture(
+        cls, mixture: OnlineGaussianMixture, center: torch.Tensor, beta: float, sigma: float, **kw: Any
+    ) -> LearnedPrior:
         return cls(
-            weights=mixture.weights_.float(), means=mixture.means_.float(), covariances=mixture.covariances_.float(),
-            counts=mixture.counts_.float(), center=center.detach().float().clone(), beta=beta, sigma=sigma, **kw,
+            weights=mixture.weights_.float(),
+            means=mixture.means_.float(),
+            covariances=mixture.covariances_.float(),
+            counts=mixture.counts_.float(),
+            center=center.detach().float().clone(),
+            beta=beta,
+            sigma=sigma,
+            **kw,
         )
 
     def mixture(self) -> OnlineGaussianMixture:
@@ -135,11 +143,19 @@ class LearnedPrior:
             )
         t = load_file(str(tensor_file))
         return cls(
-            weights=t["weights"], means=t["means"], covariances=t["covariances"], center=t["center"],
-            counts=t.get("counts"), beta=float(meta["beta"]), sigma=float(meta["sigma"]),
-            backbone=meta.get("backbone", {}), config=meta.get("config", {}),
-            task_names=meta.get("task_names", []), source=meta.get("source", "meta-train"),
-            created=meta.get("created", ""), version=meta.get("liftpeft_version", "?"),
+            weights=t["weights"],
+            means=t["means"],
+            covariances=t["covariances"],
+            center=t["center"],
+            counts=t.get("counts"),
+            beta=float(meta["beta"]),
+            sigma=float(meta["sigma"]),
+            backbone=meta.get("backbone", {}),
+            config=meta.get("config", {}),
+            task_names=meta.get("task_names", []),
+            source=meta.get("source", "meta-train"),
+            created=meta.get("created", ""),
+            version=meta.get("liftpeft_version", "?"),
         )
 
 

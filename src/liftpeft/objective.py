@@ -24,7 +24,9 @@ class TaskObjective(Protocol):
         """Number of examples in ``split``."""
         ...
 
-    def loss(self, theta: torch.Tensor, idx: torch.Tensor | None = None, split: str = "train") -> torch.Tensor:
+    def loss(
+        self, theta: torch.Tensor, idx: torch.Tensor | None = None, split: str = "train"
+    ) -> torch.Tensor:
         """Mean per-example loss at ``theta`` (d,) over examples ``idx`` of ``split`` (all if None).
 
         Differentiable in ``theta``.

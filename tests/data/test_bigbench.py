@@ -33,8 +33,7 @@ ROOT = "bigbench-1.0.0/bigbench/benchmark_tasks"
 def _binary(topic: str, n: int) -> list[dict]:
     """``n`` yes/no questions whose answer alternates (a fixed option set)."""
     return [
-        {"input": f"Is {topic} statement {i} true?",
-         "target_scores": {"yes": i % 2, "no": 1 - i % 2}}
+        {"input": f"Is {topic} statement {i} true?", "target_scores": {"yes": i % 2, "no": 1 - i % 2}}
         for i in range(n)
     ]
 
@@ -63,22 +62,29 @@ def _fake_tasks() -> dict[str, dict | str]:
     flipped = {"yes": mixed[12]["target_scores"]["no"], "no": mixed[12]["target_scores"]["yes"]}
     mixed.append({"input": mixed[12]["input"], "target_scores": flipped})  # conflicting answer
     tasks: dict[str, dict | str] = {
-        "mixed_formats": {"keywords": ["multiple choice"], "task_prefix": "Answer yes or no.",
-                          "examples": mixed},
-        "french_task": {"keywords": ["non-English", "multiple choice"],
-                        "examples": _binary("fr", 80)},
-        "hindi_untagged": {"keywords": ["multiple choice"], "examples": [
-            {"input": f"क्या यह सच है {i}?", "target_scores": {"हां": i % 2, "नहीं": 1 - i % 2}}
-            for i in range(80)
-        ]},
+        "mixed_formats": {
+            "keywords": ["multiple choice"],
+            "task_prefix": "Answer yes or no.",
+            "examples": mixed,
+        },
+        "french_task": {"keywords": ["non-English", "multiple choice"], "examples": _binary("fr", 80)},
+        "hindi_untagged": {
+            "keywords": ["multiple choice"],
+            "examples": [
+                {"input": f"क्या यह सच है {i}?", "target_scores": {"हां": i % 2, "नहीं": 1 - i % 2}}
+                for i in range(80)
+            ],
+        },
         "tiny_task": {"keywords": [], "examples": _binary("tiny", 40)},
-        "generative": {"keywords": [],
-                       "examples": [{"input": f"q{i}", "target": "a"} for i in range(90)]},
+        "generative": {"keywords": [], "examples": [{"input": f"q{i}", "target": "a"} for i in range(90)]},
         "programmatic/task.py": "# a programmatic task: no task.json\n",
         "many_options": {"keywords": [], "examples": _varied("many", 80, n_options=12)},
-        "long_inputs": {"keywords": [], "examples": [
-            {"input": "long " * 250 + str(i), "target_scores": {"a": 1, "b": 0}} for i in range(80)
-        ]},
+        "long_inputs": {
+            "keywords": [],
+            "examples": [
+                {"input": "long " * 250 + str(i), "target_scores": {"a": 1, "b": 0}} for i in range(80)
+            ],
+        },
         "composite": {"keywords": ["multiple choice"], "description": "parent of subtasks"},
         "composite/sub_a": {"keywords": [], "examples": _varied("suba", 90)},
         "composite/sub_b": {"keywords": [], "examples": _binary("subb", 90)},
@@ -87,8 +93,7 @@ def _fake_tasks() -> dict[str, dict | str]:
         "tagged_parent/sub_en": {"keywords": ["multiple choice"], "examples": _binary("tp", 90)},
     }
     for i in range(12):
-        tasks[f"plain_{i:02d}"] = {"keywords": ["multiple choice"],
-                                   "examples": _varied(f"p{i}", 70 + 40 * i)}
+        tasks[f"plain_{i:02d}"] = {"keywords": ["multiple choice"], "examples": _varied(f"p{i}", 70 + 40 * i)}
     return tasks
 
 
@@ -140,8 +145,16 @@ def test_parse_target_scores_accepts_mappings_and_their_strings() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["__import__('os').getcwd()", "[1, 2]", "{'a': 'high'}", {"a": True, "b": False},
-     {"a": float("nan"), "b": 0}, None, 3, "{1: 0, 2: 1}"],
+    [
+        "__import__('os').getcwd()",
+        "[1, 2]",
+        "{'a': 'high'}",
+        {"a": True, "b": False},
+        {"a": float("nan"), "b": 0},
+        None,
+        3,
+        "{1: 0, 2: 1}",
+    ],
 )
 def test_parse_target_scores_rejects_everything_else(value: object) -> None:
     assert parse_target_scores(value) is None
@@ -150,8 +163,9 @@ def test_parse_target_scores_rejects_everything_else(value: object) -> None:
 # ----------------------------------------------------------------------------- decisions
 
 
-def test_loader_keeps_and_drops_the_right_tasks(sdist: Path, caplog: pytest.LogCaptureFixture,
-                                               capsys: pytest.CaptureFixture) -> None:
+def test_loader_keeps_and_drops_the_right_tasks(
+    sdist: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="liftpeft.data.bigbench"):
         splits, report = build_bigbench_cls(sdist, {"max_subtasks_per_task": 2})
     kept = _all(splits)
@@ -186,6 +200,7 @@ def test_examples_are_parsed_labelled_and_deduplicated(sdist: Path) -> None:
     # 72 examples: tie, bad string, blank input, one option, and both conflicting copies dropped,
     # the exact duplicate kept once; string target_scores parsed.
     assert len(examples) == 72 - 5 - 1 - 2 + 1
+
     def answer(i: int) -> str:
         example = by_input[f"Is mixed statement {i} true?"]
         return example.options[example.label]
@@ -195,8 +210,12 @@ def test_examples_are_parsed_labelled_and_deduplicated(sdist: Path) -> None:
         assert f"Is mixed statement {gone} true?" not in by_input
     assert all(e.input == e.input.strip() and not e.input.startswith("Answer") for e in examples)
     assert report["examples_dropped"]["mixed_formats"] == {
-        "tie for the top score": 1, "unreadable target_scores": 1, "empty input": 1,
-        "fewer than 2 options": 1, "duplicate": 1, "duplicate with another answer": 2,
+        "tie for the top score": 1,
+        "unreadable target_scores": 1,
+        "empty input": 1,
+        "fewer than 2 options": 1,
+        "duplicate": 1,
+        "duplicate with another answer": 2,
     }
     # A fixed option set keeps one order; varied options are shuffled although the file lists the
     # answer first.
@@ -241,8 +260,7 @@ def test_meta_split_keeps_parents_together_and_follows_fractions(sdist: Path) ->
     counts = {s: sum(v == s for v in singles.values()) for s in ("train", "dev", "test")}
     assert counts == {"train": 60, "dev": 10, "test": 30}
     assert singles == assign_meta_splits({f"task{i}": 1 for i in range(100)}, config)
-    salted = assign_meta_splits({f"task{i}": 1 for i in range(100)},
-                                BigBenchClsConfig(split_salt="x"))
+    salted = assign_meta_splits({f"task{i}": 1 for i in range(100)}, BigBenchClsConfig(split_salt="x"))
     assert salted != singles
 
 
@@ -281,8 +299,15 @@ def test_yaml_file_values_reach_the_loader(sdist: Path, tmp_path: Path) -> None:
     ],
 )
 def test_bad_config_values_raise_helpful_errors(values: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=r".*" + message.replace("[", r"\[").replace("(", r"\(")
-                       .replace(")", r"\)").replace("]", r"\]").replace("+", r"\+")):
+    with pytest.raises(
+        ValueError,
+        match=r".*"
+        + message.replace("[", r"\[")
+        .replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("]", r"\]")
+        .replace("+", r"\+"),
+    ):
         load_bigbench_config(values)
 
 
@@ -329,23 +354,34 @@ def test_an_incomplete_cache_folder_is_rebuilt(cache: Path) -> None:
 
 def test_chance_and_majority_rates() -> None:
     yes_no = ("yes", "no")
-    task = Task("t", "choice", train=[ChoiceExample("a", yes_no, 0)], test=[
-        ChoiceExample("b", yes_no, 0), ChoiceExample("c", yes_no, 0), ChoiceExample("d", yes_no, 1),
-    ])
+    task = Task(
+        "t",
+        "choice",
+        train=[ChoiceExample("a", yes_no, 0)],
+        test=[
+            ChoiceExample("b", yes_no, 0),
+            ChoiceExample("c", yes_no, 0),
+            ChoiceExample("d", yes_no, 1),
+        ],
+    )
     assert chance_accuracy(task) == pytest.approx(0.5)
     assert majority_class_rate(task) == pytest.approx(2 / 3)
-    varied = Task("v", "choice", train=[ChoiceExample("a", yes_no, 0)], test=[
-        ChoiceExample("b", ("x", "y", "z", "w"), 1), ChoiceExample("c", yes_no, 0),
-    ])
+    varied = Task(
+        "v",
+        "choice",
+        train=[ChoiceExample("a", yes_no, 0)],
+        test=[
+            ChoiceExample("b", ("x", "y", "z", "w"), 1),
+            ChoiceExample("c", yes_no, 0),
+        ],
+    )
     assert chance_accuracy(varied) == pytest.approx((0.25 + 0.5) / 2)
     assert majority_class_rate(varied) is None
     with pytest.raises(ValueError, match="no dev examples"):
         chance_accuracy(varied, "dev")
 
 
-def test_fetch_failure_names_the_manual_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fetch_failure_names_the_manual_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIFTPEFT_CACHE", str(tmp_path))
     failed = subprocess.CompletedProcess([], 1, stdout="", stderr="ERROR: network is unreachable")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: failed)
@@ -357,9 +393,7 @@ def test_fetch_failure_names_the_manual_command(
     assert str(tmp_path / "packages") in message
 
 
-def test_fetch_uses_an_archive_already_in_the_cache(
-    cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fetch_uses_an_archive_already_in_the_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subprocess, "run", pytest.fail)
     assert bigbench.fetch_bigbench() == cache / "packages" / "bigbench-1.0.0.tar.gz"
     assert download_sdist("bigbench", "1.0.0") == bigbench.fetch_bigbench()

@@ -29,8 +29,13 @@ from liftpeft.core.prior import HierarchicalPrior
 
 
 def adam_direction(
-    grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, count: torch.Tensor | int, b1: float = 0.9,
-    b2: float = 0.999, eps: float = 1e-8,
+    grad: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    count: torch.Tensor | int,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adam's bias-corrected ascent direction ``m_hat / (sqrt(v_hat) + eps)``; returns ``(dir, m, v)``.
 
@@ -51,7 +56,12 @@ class HierarchicalWarmup:
     """
 
     def __init__(
-        self, prior: HierarchicalPrior, n_tasks: int, dim: int, lr: float, init: torch.Tensor | None = None,
+        self,
+        prior: HierarchicalPrior,
+        n_tasks: int,
+        dim: int,
+        lr: float,
+        init: torch.Tensor | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if not lr > 0:
@@ -78,7 +88,9 @@ class HierarchicalWarmup:
         rows = self.phi + self.delta[idx]  # (B, d)
         grad = grad_fn(rows[0].clone() if single else rows.clone()).reshape(rows.shape).to(rows)
         if not torch.isfinite(grad).all():
-            raise NonFiniteError(f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {self.step_count}")
+            raise NonFiniteError(
+                f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {self.step_count}"
+            )
         # delta_i: its prior and its own likelihood
         g_delta = -self.delta[idx] / self.prior.beta**2 + grad
         count = self._delta_count[idx] + 1
@@ -94,9 +106,15 @@ class HierarchicalWarmup:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "phi": self.phi.clone(), "delta": self.delta.clone(), "phi_m": self._phi_m.clone(),
-            "phi_v": self._phi_v.clone(), "delta_m": self._delta_m.clone(), "delta_v": self._delta_v.clone(),
-            "phi_count": self._phi_count, "delta_count": self._delta_count.clone(), "step_count": self.step_count,
+            "phi": self.phi.clone(),
+            "delta": self.delta.clone(),
+            "phi_m": self._phi_m.clone(),
+            "phi_v": self._phi_v.clone(),
+            "delta_m": self._delta_m.clone(),
+            "delta_v": self._delta_v.clone(),
+            "phi_count": self._phi_count,
+            "delta_count": self._delta_count.clone(),
+            "step_count": self.step_count,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -106,5 +124,3 @@ class HierarchicalWarmup:
         self._phi_count = int(state["phi_count"])
         self._delta_count = state["delta_count"].clone()
         self.step_count = int(state["step_count"])
-
-

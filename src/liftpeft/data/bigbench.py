@@ -395,24 +395,28 @@ def build_bigbench_cls(
     }
 
     excluded = {k.lower() for k in config.exclude_keywords}
-    sources = _filter(report, "multiple choice", sources,
-                      lambda s: None if s.n_choice else "no target_scores examples")
-    sources = _filter(report, "language keywords", sources, lambda s: (
-        f"language: keywords {sorted(s.keywords & excluded)}" if s.keywords & excluded else None
-    ))
-    sources = _filter(report, "enough examples", sources,
-                      lambda s: _size_reason(len(s.items), config))
+    sources = _filter(
+        report, "multiple choice", sources, lambda s: None if s.n_choice else "no target_scores examples"
+    )
+    sources = _filter(
+        report,
+        "language keywords",
+        sources,
+        lambda s: f"language: keywords {sorted(s.keywords & excluded)}" if s.keywords & excluded else None,
+    )
+    sources = _filter(report, "enough examples", sources, lambda s: _size_reason(len(s.items), config))
 
     parent_of = {s.name: s.parent for s in sources}
     tasks = [_split_task(s.name, _to_examples(s.name, s.items), config) for s in sources]
-    tasks = _filter(report, "language script (training splits)", tasks,
-                    lambda t: _script_reason(t, config))
-    tasks = _filter(report, "pool filter (training splits)", tasks,
-                    lambda t: _pool_reason(t, config))
+    tasks = _filter(report, "language script (training splits)", tasks, lambda t: _script_reason(t, config))
+    tasks = _filter(report, "pool filter (training splits)", tasks, lambda t: _pool_reason(t, config))
     capped = _cap_subtasks(tasks, parent_of, config.max_subtasks_per_task)
-    tasks = _filter(report, "subtask cap", tasks, lambda t: (
-        f"subtask cap: {config.max_subtasks_per_task} per task" if t.name in capped else None
-    ))
+    tasks = _filter(
+        report,
+        "subtask cap",
+        tasks,
+        lambda t: f"subtask cap: {config.max_subtasks_per_task} per task" if t.name in capped else None,
+    )
 
     meta = assign_meta_splits(dict(Counter(parent_of[t.name] for t in tasks)), config)
     splits: dict[str, list[Task]] = {s: [] for s in META_SPLITS}

@@ -56,8 +56,9 @@ class BigBenchClsConfig:
         "fractions of tasks in meta-train / meta-dev / meta-test",
         default_factory=lambda: {"train": 0.6, "dev": 0.1, "test": 0.3},
     )
-    split_salt: str = _help("salt of the stable hash that orders tasks for the meta split",
-                            default="liftpeft-bigbench-cls-v1")
+    split_salt: str = _help(
+        "salt of the stable hash that orders tasks for the meta split", default="liftpeft-bigbench-cls-v1"
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_dev", "max_test", "min_examples", "min_test_examples"):
@@ -65,8 +66,9 @@ class BigBenchClsConfig:
         for name in ("max_options", "max_median_input_chars", "max_subtasks_per_task"):
             value = getattr(self, name)
             if value is not None:
-                _check_int(name, value, minimum=2 if name == "max_options" else 1,
-                           hint="or null for no limit")
+                _check_int(
+                    name, value, minimum=2 if name == "max_options" else 1, hint="or null for no limit"
+                )
         if self.min_examples < self.n_train + self.n_dev:
             raise ValueError(
                 f"min_examples={self.min_examples} is smaller than n_train + n_dev = "
@@ -75,17 +77,14 @@ class BigBenchClsConfig:
         if not isinstance(self.version, str) or not self.version:
             raise ValueError(f"version must be a string such as '1.0.0', got {self.version!r}")
         if not isinstance(self.prepend_task_prefix, bool):
-            raise ValueError(
-                f"prepend_task_prefix must be true or false, got {self.prepend_task_prefix!r}"
-            )
+            raise ValueError(f"prepend_task_prefix must be true or false, got {self.prepend_task_prefix!r}")
         keywords = self.exclude_keywords
         if isinstance(keywords, str) or not all(isinstance(k, str) for k in keywords):
             raise ValueError(f"exclude_keywords must be a list of strings, got {keywords!r}")
         object.__setattr__(self, "exclude_keywords", tuple(keywords))
         if not _is_fraction(self.max_non_latin_fraction):
             raise ValueError(
-                "max_non_latin_fraction must be a number in [0, 1], "
-                f"got {self.max_non_latin_fraction!r}"
+                f"max_non_latin_fraction must be a number in [0, 1], got {self.max_non_latin_fraction!r}"
             )
         object.__setattr__(self, "meta_split", _check_meta_split(self.meta_split))
         if not isinstance(self.split_salt, str):

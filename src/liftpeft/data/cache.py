@@ -35,9 +35,18 @@ def download_sdist(name: str, version: str, subdir: str = "packages") -> Path:
     if found is not None:
         return found
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--no-build-isolation", "--disable-pip-version-check",
-        "-d", str(dest), f"{name}=={version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        f"{name}=={version}",
     ]
     # Only download; never build or install. `--no-binary :all:` asks for the sdist; pip may still
     # try to read metadata, which `--no-build-isolation` keeps from installing anything.

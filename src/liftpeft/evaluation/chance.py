@@ -9,9 +9,7 @@ from liftpeft.tasks.schema import ChoiceExample, Task
 
 def _choice_examples(task: Task, split: str) -> list[ChoiceExample]:
     if task.kind != "choice":
-        raise ValueError(
-            f"task {task.name!r} is a {task.kind!r} task; chance levels need 'choice' tasks"
-        )
+        raise ValueError(f"task {task.name!r} is a {task.kind!r} task; chance levels need 'choice' tasks")
     examples = task.split(split)
     if not examples:
         raise ValueError(f"task {task.name!r} has no {split} examples to compute a chance level on")

@@ -51,10 +51,17 @@ class FinetuneConfig:
             raise ValueError("adapt_steps must be >= 0, adapt_lr > 0 and adapt_batch_size >= 1")
 
 
-def finetune_with(config: FinetuneConfig, task: TaskObjective, theta: torch.Tensor, seed: int) -> torch.Tensor:
+def finetune_with(
+    config: FinetuneConfig, task: TaskObjective, theta: torch.Tensor, seed: int
+) -> torch.Tensor:
     """``finetune`` with the settings of ``config``; returns one sample ``(1, d)``."""
     out = finetune(
-        task, theta, steps=config.adapt_steps, lr=config.adapt_lr, batch_size=config.adapt_batch_size,
-        seed=seed, weight_decay=config.weight_decay,
+        task,
+        theta,
+        steps=config.adapt_steps,
+        lr=config.adapt_lr,
+        batch_size=config.adapt_batch_size,
+        seed=seed,
+        weight_decay=config.weight_decay,
     )
     return out[None]

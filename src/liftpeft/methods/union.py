@@ -33,7 +33,9 @@ def train_on_union(problem: MetaProblem, steps: int, lr: float, batch_size: int,
     return leaf.detach()
 
 
-@register("union", "Union-Train: one adapter trained on all training tasks pooled, then fine-tuned", UnionConfig)
+@register(
+    "union", "Union-Train: one adapter trained on all training tasks pooled, then fine-tuned", UnionConfig
+)
 class Union:
     name = "union"
 

@@ -31,10 +31,24 @@ from liftpeft.core.flat import FlatSpec
 
 FAMILIES = ("causal", "seq2seq", "encoder")
 CHOICE_HEADS = ("cross", "similarity")
-_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "architectures", "torch_dtype", "dtype",
-                         "id2label", "label2id", "num_labels", "problem_type", "_attn_implementation",
-                         "_attn_implementation_autoset", "output_attentions", "output_hidden_states",
-                         "use_cache", "return_dict", "tie_word_embeddings"}
+_VOLATILE_CONFIG_KEYS = {
+    "_name_or_path",
+    "transformers_version",
+    "architectures",
+    "torch_dtype",
+    "dtype",
+    "id2label",
+    "label2id",
+    "num_labels",
+    "problem_type",
+    "_attn_implementation",
+    "_attn_implementation_autoset",
+    "output_attentions",
+    "output_hidden_states",
+    "use_cache",
+    "return_dict",
+    "tie_word_embeddings",
+}
 
 
 class ModelLoadError(RuntimeError):
@@ -65,7 +79,15 @@ def detect_family(config: Any) -> str:
     archs = getattr(config, "architectures", None) or []
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         return "causal"
-    if not archs and getattr(config, "model_type", "") in {"gpt2", "gpt_neo", "gptj", "llama", "mistral", "opt", "qwen2"}:
+    if not archs and getattr(config, "model_type", "") in {
+        "gpt2",
+        "gpt_neo",
+        "gptj",
+        "llama",
+        "mistral",
+        "opt",
+        "qwen2",
+    }:
         return "causal"
     return "encoder"
 
@@ -81,7 +103,11 @@ def _offline_hint(model: str) -> str:
     if Path(model).exists():
         return f"{model} exists but is not a loadable transformers model directory (config.json and weights)"
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    where = "the Hugging Face hub is switched off (HF_HUB_OFFLINE=1)" if offline else "it could not be fetched from the hub"
+    where = (
+        "the Hugging Face hub is switched off (HF_HUB_OFFLINE=1)"
+        if offline
+        else "it could not be fetched from the hub"
+    )
     return f"{model!r} is not a local directory and {where}; pass the path of a local model directory"
 
 
@@ -99,7 +125,9 @@ def make_peft_config(peft_config: Any, family: str, choice_head: str):
         else:
             peft_config = LoraConfig(**data)
     if not isinstance(peft_config, PeftConfig):
-        raise TypeError(f"peft_config must be None, a dict or a peft config, got {type(peft_config).__name__}")
+        raise TypeError(
+            f"peft_config must be None, a dict or a peft config, got {type(peft_config).__name__}"
+        )
     if needs_head and getattr(peft_config, "task_type", None) is None:
         peft_config.task_type = TaskType.SEQ_CLS  # makes the scoring head trainable (modules_to_save)
     return peft_config
@@ -141,7 +169,9 @@ class PeftBackbone:
             config = AutoConfig.from_pretrained(self.model_ref)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_ref)
         except (OSError, ValueError) as err:
-            raise ModelLoadError(f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}") from err
+            raise ModelLoadError(
+                f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}"
+            ) from err
         self.family = detect_family(config) if family == "auto" else family
         self.choice_head = choice_head
         self.seed = int(seed)
@@ -181,10 +211,14 @@ class PeftBackbone:
             if self.family == "seq2seq":
                 return AutoModelForSeq2SeqLM.from_pretrained(self.model_ref, **kwargs)
             if self.choice_head == "cross":
-                return AutoModelForSequenceClassification.from_pretrained(self.model_ref, num_labels=1, **kwargs)
+                return AutoModelForSequenceClassification.from_pretrained(
+                    self.model_ref, num_labels=1, **kwargs
+                )
             return AutoModel.from_pretrained(self.model_ref, **kwargs)
         except (OSError, ValueError) as err:
-            raise ModelLoadError(f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}") from err
+            raise ModelLoadError(
+                f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}"
+            ) from err
         finally:
             hf_logging.set_verbosity(verbosity)
 
@@ -250,6 +284,7 @@ class PeftBackbone:
             )
         if problems:
             raise BackboneMismatchError(
-                f"{what} does not match the backbone: " + "; ".join(problems)
+                f"{what} does not match the backbone: "
+                + "; ".join(problems)
                 + f". Use the base model it was made for ({description.get('model')!r}) and its PEFT config."
             )

@@ -88,7 +88,9 @@ class EncodedChoices:
             "label": torch.tensor([self.labels[i] for i in idx.tolist()]),
         }
         if self.mode == "similarity":
-            inputs = [self.rows[rng.start] for rng in ranges]  # the input is stored on each example's first row
+            inputs = [
+                self.rows[rng.start] for rng in ranges
+            ]  # the input is stored on each example's first row
             out["input_ids"] = _pad(inputs, self.pad_id)
             out["attention_mask"] = _pad([[1] * len(s) for s in inputs], 0)
             options = [self.row_labels[r] for r in rows]
@@ -107,7 +109,9 @@ def encode_tokens(tokenizer, examples: Sequence[Example], seq2seq: bool, max_len
     for ex in examples:
         if isinstance(ex, TextExample):
             if seq2seq:
-                raise ValueError("language-modelling tasks ({'text': ...}) need a causal LM, not an encoder-decoder")
+                raise ValueError(
+                    "language-modelling tasks ({'text': ...}) need a causal LM, not an encoder-decoder"
+                )
             ids = _ids(tokenizer, ex.text)[:max_length]
             inputs.append(ids)
             labels.append(ids)  # the model shifts: every next token is predicted
@@ -127,7 +131,9 @@ def encode_tokens(tokenizer, examples: Sequence[Example], seq2seq: bool, max_len
     return EncodedTokens(inputs, labels, seq2seq, pad if pad is not None else 0)
 
 
-def encode_choices(tokenizer, examples: Sequence[ChoiceExample], mode: str, seq2seq: bool, max_length: int) -> EncodedChoices:
+def encode_choices(
+    tokenizer, examples: Sequence[ChoiceExample], mode: str, seq2seq: bool, max_length: int
+) -> EncodedChoices:
     rows: list[list[int]] = []
     row_labels: list[list[int]] = []
     starts = [0]
@@ -158,5 +164,6 @@ def encode_choices(tokenizer, examples: Sequence[ChoiceExample], mode: str, seq2
                 row_labels.append([IGNORE] * len(keep) + opt_ids)
         starts.append(len(rows))
     pad = tokenizer.pad_token_id
-    return EncodedChoices(mode, seq2seq, rows, row_labels, starts, [ex.label for ex in examples],
-                          pad if pad is not None else 0)
+    return EncodedChoices(
+        mode, seq2seq, rows, row_labels, starts, [ex.label for ex in examples], pad if pad is not None else 0
+    )

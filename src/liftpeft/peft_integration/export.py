@@ -21,7 +21,10 @@ METADATA_FILE = "liftpeft.json"
 
 
 def export_adapter(
-    backbone: PeftBackbone, theta: torch.Tensor, out_dir: str | os.PathLike, metadata: dict[str, Any] | None = None
+    backbone: PeftBackbone,
+    theta: torch.Tensor,
+    out_dir: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Save ``theta`` as a ``peft`` adapter directory (written atomically; replaces ``out_dir``)."""
     out_dir = Path(out_dir)
@@ -58,7 +61,9 @@ def adapter_to_theta(backbone: PeftBackbone, adapter_dir: str | os.PathLike) -> 
         raise FileNotFoundError(f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)")
     meta_file = adapter_dir / METADATA_FILE
     if meta_file.is_file():
-        backbone.check_compatible(json.loads(meta_file.read_text())["backbone"], what=f"adapter {adapter_dir}")
+        backbone.check_compatible(
+            json.loads(meta_file.read_text())["backbone"], what=f"adapter {adapter_dir}"
+        )
     weights = load_peft_weights(str(adapter_dir), device="cpu")
     previous = backbone.get_theta()
     try:
@@ -73,7 +78,9 @@ def adapter_to_theta(backbone: PeftBackbone, adapter_dir: str | os.PathLike) -> 
             )
         theta = backbone.get_theta()
     except RuntimeError as err:  # shape mismatch inside load_state_dict
-        raise BackboneMismatchError(f"adapter {adapter_dir} has tensors of other shapes than the backbone's: {err}") from None
+        raise BackboneMismatchError(
+            f"adapter {adapter_dir} has tensors of other shapes than the backbone's: {err}"
+        ) from None
     finally:
         backbone.set_theta(previous)
     return theta

@@ -20,7 +20,13 @@ import torch.nn.functional as F
 
 from liftpeft.evaluation.metrics import macro_f1
 from liftpeft.peft_integration.backbone import PeftBackbone
-from liftpeft.peft_integration.encode import IGNORE, EncodedChoices, EncodedTokens, encode_choices, encode_tokens
+from liftpeft.peft_integration.encode import (
+    IGNORE,
+    EncodedChoices,
+    EncodedTokens,
+    encode_choices,
+    encode_tokens,
+)
 from liftpeft.tasks.schema import SPLITS, Task
 
 
@@ -29,7 +35,9 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)  # (B, H)
 
 
-def _token_logprobs(logits: torch.Tensor, labels: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _token_logprobs(
+    logits: torch.Tensor, labels: torch.Tensor, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities over the vocabulary at predicted positions and the aligned labels.
 
     Returns ``(logp (B, T', V), labels (B, T'))``; causal models predict token ``t+1`` at position ``t``.
@@ -110,7 +118,9 @@ class PeftTaskObjective:
         if enc.seq2seq:
             out = self.backbone.forward(theta, **batch)
             return _token_logprobs(out.logits, batch["labels"], causal=False)
-        out = self.backbone.forward(theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        out = self.backbone.forward(
+            theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        )
         return _token_logprobs(out.logits, batch["labels"], causal=True)
 
     def _choice_logp(self, theta: torch.Tensor, enc: EncodedChoices, idx: torch.Tensor):
@@ -124,7 +134,9 @@ class PeftTaskObjective:
             owner = torch.repeat_interleave(torch.arange(len(n_opt), device=opt.device), n_opt.to(opt.device))
             scores = self.similarity_scale * (emb[owner] * opt).sum(-1)  # (R,)
         elif enc.mode == "cross":
-            out = self.backbone.forward(theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            out = self.backbone.forward(
+                theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            )
             scores = out.logits[:, 0].float()
         else:
             logp, labels_tok = self._loglik_rows(theta, batch, enc.seq2seq)
@@ -150,7 +162,9 @@ class PeftTaskObjective:
         return F.normalize(_mean_pool(out.last_hidden_state.float(), mask), dim=-1)
 
     # -- the TaskObjective interface ----------------------------------------------------------------
-    def loss(self, theta: torch.Tensor, idx: torch.Tensor | None = None, split: str = "train") -> torch.Tensor:
+    def loss(
+        self, theta: torch.Tensor, idx: torch.Tensor | None = None, split: str = "train"
+    ) -> torch.Tensor:
         enc = self.encoded(split)
         idx = torch.arange(len(enc)) if idx is None else idx
         if isinstance(enc, EncodedChoices):

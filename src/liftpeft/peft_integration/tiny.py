@@ -60,21 +60,39 @@ def make_tiny_model(kind: str, path: str | Path, seed: int = 0, hidden: int = 32
     torch.manual_seed(seed)
     if kind == "bert":
         config = BertConfig(
-            vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-            intermediate_size=2 * hidden, max_position_embeddings=256, pad_token_id=pad,
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=256,
+            pad_token_id=pad,
         )
         model = BertModel(config)
     elif kind == "gpt2":
         eos = tokenizer.eos_token_id
         config = GPT2Config(
-            vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=2, n_positions=256,
-            bos_token_id=eos, eos_token_id=eos, pad_token_id=pad,
+            vocab_size=vocab,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=2,
+            n_positions=256,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=pad,
         )
         model = GPT2LMHeadModel(config)
     elif kind == "t5":
         config = T5Config(
-            vocab_size=vocab, d_model=hidden, d_kv=hidden // 2, d_ff=2 * hidden, num_layers=layers,
-            num_heads=2, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=pad,
+            vocab_size=vocab,
+            d_model=hidden,
+            d_kv=hidden // 2,
+            d_ff=2 * hidden,
+            num_layers=layers,
+            num_heads=2,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=pad,
         )
         model = T5ForConditionalGeneration(config)
     else:

@@ -34,11 +34,17 @@ def adapt_to_task(prior: LearnedPrior, task: TaskObjective, config: LiftConfig, 
     bar = progress_bar(total=config.adapt_steps, desc=f"adapting {task.name}", unit="step")
     try:
         return adapt(
-            mixture_prior, grad_log_lik, steps=config.adapt_steps,
-            step_size=config.adapt_step_size or config.step_size, method=config.adapt_method,
-            keep_last=config.adapt_keep_last, temperature=config.adapt_temperature,
-            loss_fn=selection_loss if prior.n_components > 1 else None, seed=seed,
-            preconditioner=config.preconditioner, callback=lambda step, theta: bar.update(1),
+            mixture_prior,
+            grad_log_lik,
+            steps=config.adapt_steps,
+            step_size=config.adapt_step_size or config.step_size,
+            method=config.adapt_method,
+            keep_last=config.adapt_keep_last,
+            temperature=config.adapt_temperature,
+            loss_fn=selection_loss if prior.n_components > 1 else None,
+            seed=seed,
+            preconditioner=config.preconditioner,
+            callback=lambda step, theta: bar.update(1),
         )
     finally:
         bar.close()

@@ -59,4 +59,6 @@ def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     folder = Path(folder)
     if not (folder / "state.json").is_file() or not (folder / "state.safetensors").is_file():
         raise FileNotFoundError(f"no checkpoint in {folder}")
-    return _join(load_file(str(folder / "state.safetensors")), json.loads((folder / "state.json").read_text()))
+    return _join(
+        load_file(str(folder / "state.safetensors")), json.loads((folder / "state.json").read_text())
+    )

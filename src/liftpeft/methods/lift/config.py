@@ -32,7 +32,9 @@ class LiftConfig:
     thin: int = field(default=10, metadata={"help": "keep every thin-th phi as a posterior sample"})
     batch_size: int = field(default=16, metadata={"help": "examples per task minibatch"})
     tasks_per_step: int = field(default=1, metadata={"help": "tasks updated per SGLD-Gibbs step"})
-    mixture_buffer: int | None = field(default=None, metadata={"help": "samples buffered to initialise the mixture"})
+    mixture_buffer: int | None = field(
+        default=None, metadata={"help": "samples buffered to initialise the mixture"}
+    )
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints"})
     log_every: int = field(default=50, metadata={"help": "steps between metrics-log lines"})
     adapt_steps: int = field(default=100, metadata={"help": "test-time adaptation steps"})

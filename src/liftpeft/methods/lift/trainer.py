@@ -63,12 +63,21 @@ class LiftTrainer:
         n, d = len(problem.train), problem.dim
         prior = HierarchicalPrior(config.sigma, config.beta, center=problem.theta0.float())
         self.sampler = SGLDGibbs(
-            prior, n, d, config.step_size, phi_update=config.phi_update, temperature=config.temperature,
-            seed=self.seed, phi_step_size=config.phi_step_size, preconditioner=config.preconditioner,
+            prior,
+            n,
+            d,
+            config.step_size,
+            phi_update=config.phi_update,
+            temperature=config.temperature,
+            seed=self.seed,
+            phi_step_size=config.phi_step_size,
+            preconditioner=config.preconditioner,
             init=problem.theta0.float(),
         )
         self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
-        self.mixture = OnlineGaussianMixture(config.k, random_state=self.seed, buffer_size=self._buffer_size())
+        self.mixture = OnlineGaussianMixture(
+            config.k, random_state=self.seed, buffer_size=self._buffer_size()
+        )
         self.data_generator = torch.Generator().manual_seed(self.seed + 1)
         self.step = 0
         self._sizes = [task.n_examples("train") for task in problem.train]
@@ -168,7 +177,9 @@ class LiftTrainer:
                     raise MetaTrainingError(self._failure_message(err)) from None
                 if phase == "sampling" and (self.step - cfg.warmup_steps - cfg.burnin_steps) % cfg.thin == 0:
                     self.mixture.partial_fit(self.sampler.phi)
-                loss_ema = self._last_loss if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * self._last_loss
+                loss_ema = (
+                    self._last_loss if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * self._last_loss
+                )
                 self.step += 1
                 bar.update(1)
                 bar.set_postfix(phase=phase, loss=f"{loss_ema:.3f}", refresh=False)
@@ -181,8 +192,13 @@ class LiftTrainer:
         if not self.mixture.is_fitted:
             self.mixture.initialize()
         return LearnedPrior.from_mixture(
-            self.mixture, self.problem.theta0, beta=cfg.beta, sigma=cfg.sigma, backbone=self.problem.description,
-            config={**cfg.to_dict(), "seed": self.seed}, task_names=[t.name for t in self.problem.train],
+            self.mixture,
+            self.problem.theta0,
+            beta=cfg.beta,
+            sigma=cfg.sigma,
+            backbone=self.problem.description,
+            config={**cfg.to_dict(), "seed": self.seed},
+            task_names=[t.name for t in self.problem.train],
         )
 
     def _resume(self) -> None:
