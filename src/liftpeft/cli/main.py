@@ -1,37 +1,120 @@
-"""``liftpeft`` entry point."""
+"""``liftpeft`` entry point: argument parsing only; every command calls the library (``commands``)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import traceback
 
 from liftpeft import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML or TOML file of settings (flags override it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liftpeft",
-        description="Learning to fine-tune: meta-learn a Bayesian prior over PEFT adapters (LiFT).",
+        description="Learning to fine-tune: meta-learn a Bayesian prior over PEFT adapters (LiFT) "
+        "and fine-tune new tasks under it.",
+        epilog="Run `liftpeft COMMAND --help` for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"liftpeft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the main job on the embedded default")
-    demo.set_defaults(func=_demo)
+
+    p = _sub(sub, "demo", "run the main job on the embedded default", "liftpeft demo")
+    p.set_defaults(handler="demo")
+
+    p = _sub(
+        sub,
+        "meta-train",
+        "meta-train a LiFT prior on a folder of tasks",
+        "liftpeft meta-train --model ./my-model --tasks ./tasks --out ./prior --k 5 --steps 2000",
+    )
+    p.add_argument("--model", help="base model: local transformers directory or hub id")
+    p.add_argument("--tasks", help="folder of task folders (<task>/train.jsonl ...)")
+    p.add_argument("--out", help="output directory for the prior, checkpoints and metrics log")
+    p.add_argument("--k", type=int, help="mixture components (default 5)")
+    p.add_argument("--steps", type=int, help="meta-training steps (default 20000)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any LiFT setting, e.g. --set sigma=0.05"
+    )
+    p.set_defaults(handler="meta_train")
+
+    p = _sub(
+        sub,
+        "adapt",
+        "adapt to a new task under a learned prior; writes a peft adapter",
+        "liftpeft adapt --prior ./prior --task ./tasks/new-task --out ./adapter --steps 100",
+    )
+    p.add_argument("--prior", help="prior directory written by meta-train or zoo-prior")
+    p.add_argument("--task", help="task folder with train.jsonl")
+    p.add_argument("--out", help="output directory of the peft adapter")
+    p.add_argument("--model", help="where the base model is, if it moved since meta-training")
+    p.add_argument("--steps", type=int, help="adaptation steps (default: the prior's setting)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="test-time setting, e.g. --set adapt_method=map"
+    )
+    p.set_defaults(handler="adapt")
+
+    p = _sub(
+        sub,
+        "evaluate",
+        "score a model (optionally with an adapter) on a task split",
+        "liftpeft evaluate --model ./my-model --adapter ./adapter --task ./tasks/new-task --json",
+    )
+    p.add_argument("--model", help="base model: local transformers directory or hub id")
+    p.add_argument("--adapter", help="peft adapter directory (default: the untrained PEFT initialisation)")
+    p.add_argument("--task", help="task folder")
+    p.add_argument("--split", choices=["train", "dev", "test"], help="split to score (default test)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler="evaluate")
+
+    p = _sub(sub, "methods", "list every method with a one-line description", "liftpeft methods")
+    p.set_defaults(handler="methods")
     return parser
-
-
-def _demo(args: argparse.Namespace) -> int:
-    print("liftpeft demo: the end-to-end demo arrives with the benchmarks (issue 4).")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
+    if getattr(args, "handler", None) is None:
         parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from liftpeft.cli import commands
+
+    try:
+        return int(getattr(commands, args.handler)(args) or EXIT_OK)
+    except commands.UsageError as err:
+        print(f"liftpeft {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("liftpeft: interrupted; the last checkpoint is kept (rerun with --resume)", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear line for users; --debug shows the traceback
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        else:
+            print(f"liftpeft {args.command}: error: {commands.describe_error(err)}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -39,9 +39,7 @@ def char_vocab(chars: Iterable[str]) -> dict[str, int]:
     return vocab
 
 
-def build_char_tokenizer(
-    chars: Iterable[str], model_max_length: int = 128
-) -> PreTrainedTokenizerFast:
+def build_char_tokenizer(chars: Iterable[str], model_max_length: int = 128) -> PreTrainedTokenizerFast:
     """A fast tokenizer giving each character of ``chars`` its own id (see the module docstring).
 
     ``model_max_length`` is recorded for users (the backbone's ``n_positions``); nothing truncates

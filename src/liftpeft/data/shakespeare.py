@@ -330,12 +330,7 @@ def is_group_speaker(label: str) -> bool:
     words = label.replace(".", " ").split()
     if not words:
         return True
-    return (
-        words[0] in _GROUP_FIRST_WORDS
-        or "AND" in words
-        or "&" in label
-        or words[-1] in _GROUP_WORDS
-    )
+    return words[0] in _GROUP_FIRST_WORDS or "AND" in words or "&" in label or words[-1] in _GROUP_WORDS
 
 
 def _blocks(text: str) -> list[list[str]]:
@@ -363,9 +358,7 @@ def _body(text: str) -> str:
 
 def _is_heading_block(block: Sequence[str]) -> bool:
     first = block[0]
-    return bool(_ACT_OR_SCENE.match(first)) or (
-        len(block) == 1 and bool(_LONE_HEADING.match(first))
-    )
+    return bool(_ACT_OR_SCENE.match(first)) or (len(block) == 1 and bool(_LONE_HEADING.match(first)))
 
 
 def _is_direction_block(block: Sequence[str]) -> bool:
@@ -433,9 +426,7 @@ def _split_at_labels(lines: list[str], known: set[str]) -> list[list[str]]:
     return segments
 
 
-def _speaker_and_body(
-    segment: list[str], known: set[str], alone_ok: bool
-) -> tuple[str | None, list[str]]:
+def _speaker_and_body(segment: list[str], known: set[str], alone_ok: bool) -> tuple[str | None, list[str]]:
     """``(label, speech lines)`` if ``segment`` opens with a speaker label, else
     ``(None, segment)``."""
     label = speaker_label(segment[0]) if alone_ok else None
@@ -515,9 +506,7 @@ def speech_stream(speeches: Iterable[Speech]) -> str:
 def cut_windows(text: str, width: int = WINDOW) -> list[str]:
     """Non-overlapping windows ``text[k*width:(k+1)*width]``; a shorter tail is dropped."""
     if width < 2:
-        raise ValueError(
-            f"a window needs at least 2 characters (context + next), got width={width}"
-        )
+        raise ValueError(f"a window needs at least 2 characters (context + next), got width={width}")
     return [text[k * width : (k + 1) * width] for k in range(len(text) // width)]
 
 
@@ -669,9 +658,7 @@ def load_shakespeare(
     return tasks
 
 
-def shakespeare_cache_folder(
-    *, n_train: int, n_dev: int, n_test: int, min_test: int, window: int
-) -> Path:
+def shakespeare_cache_folder(*, n_train: int, n_dev: int, n_test: int, min_test: int, window: int) -> Path:
     """Where :func:`load_shakespeare` keeps the collections built with these sizes."""
     tag = f"shakespeare-p{PARSER_VERSION}-w{window}-tr{n_train}-dv{n_dev}-te{n_test}-min{min_test}"
     return cache_dir() / "tasks" / tag
@@ -723,9 +710,7 @@ def backbone_texts(
     plays = load_plays() if plays is None else plays
     missing = [n for n in names if n not in plays]
     if missing:
-        raise KeyError(
-            f"backbone plays {missing} are not in the given texts; pass the full play set"
-        )
+        raise KeyError(f"backbone plays {missing} are not in the given texts; pass the full play set")
     return {name: speech_stream(parse_play(plays[name])) for name in names}
 
 

@@ -17,10 +17,12 @@ Families and the model class each uses:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,33 @@ def _offline_hint(model: str) -> str:
     return f"{model!r} is not a local directory and {where}; pass the path of a local model directory"
 
 
+def describe_peft_error(err: Exception) -> str:
+    return " ".join(str(err).split())[:300]
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' load reports, progress bars and deprecation chatter while loading.
+
+    A new scoring head being "newly initialised" is expected here; liftpeft shows its own progress.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+            warnings.filterwarnings("ignore", message=r".*fan_in_fan_out.*", category=UserWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def make_peft_config(peft_config: Any, family: str, choice_head: str):
     """A ``peft`` config from ``None`` (LoRA r=4, alpha=8 on default targets), a dict, or a config object."""
     from peft import LoraConfig, PeftConfig, TaskType, get_peft_config
@@ -164,7 +193,8 @@ class PeftBackbone:
             raise ValueError(f"family must be 'auto' or one of {FAMILIES}, got {family!r}")
         if choice_head not in CHOICE_HEADS:
             raise ValueError(f"choice_head must be one of {CHOICE_HEADS}, got {choice_head!r}")
-        self.model_ref = str(model)
+        local = Path(model).expanduser()
+        self.model_ref = str(local.resolve()) if local.exists() else str(model)
         try:
             config = AutoConfig.from_pretrained(self.model_ref)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_ref)
@@ -177,10 +207,17 @@ class PeftBackbone:
         self.seed = int(seed)
         self.device = torch.device(device)
         torch.manual_seed(self.seed)  # new heads and LoRA A are initialised from torch's global RNG
-        base = self._load_base(dtype)
-        base.eval()
-        self.peft_config = make_peft_config(peft_config, self.family, choice_head)
-        self.model = get_peft_model(base, self.peft_config).to(self.device)
+        with _quiet_transformers():
+            base = self._load_base(dtype)
+            base.eval()
+            self.peft_config = make_peft_config(peft_config, self.family, choice_head)
+            try:
+                self.model = get_peft_model(base, self.peft_config).to(self.device)
+            except ValueError as err:
+                raise ValueError(
+                    f"the PEFT config does not fit {self.model_ref!r}: {describe_peft_error(err)}; "
+                    "set target_modules to module names of this model"
+                ) from err
         self.model.eval()  # no dropout: the likelihood is deterministic given theta and the batch
         self._trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if not self._trainable:
@@ -200,11 +237,8 @@ class PeftBackbone:
             AutoModelForSeq2SeqLM,
             AutoModelForSequenceClassification,
         )
-        from transformers.utils import logging as hf_logging
 
         kwargs: dict[str, Any] = {"dtype": dtype}
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # "newly initialised head" notices are expected here
         try:
             if self.family == "causal":
                 return AutoModelForCausalLM.from_pretrained(self.model_ref, **kwargs)
@@ -219,8 +253,6 @@ class PeftBackbone:
             raise ModelLoadError(
                 f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}"
             ) from err
-        finally:
-            hf_logging.set_verbosity(verbosity)
 
     # -- theta ------------------------------------------------------------------------------------
     @property
@@ -268,14 +300,16 @@ class PeftBackbone:
     def check_compatible(self, description: dict[str, Any], what: str = "this artefact") -> None:
         """Raise ``BackboneMismatchError`` (saying what differs) if ``description`` is for another backbone."""
         problems = []
-        if description.get("config_fingerprint") != self.config_fingerprint:
+        fingerprint = description.get("config_fingerprint")
+        if fingerprint is not None and fingerprint != self.config_fingerprint:
             problems.append(
                 f"it was made for base model {description.get('model')!r}, whose architecture differs from "
                 f"{self.model_ref!r}"
             )
         for key in ("family", "choice_head"):
-            if description.get(key) != getattr(self, key):
-                problems.append(f"{key} is {description.get(key)!r} there but {getattr(self, key)!r} here")
+            theirs = description.get(key)
+            if theirs not in (None, "auto") and theirs != getattr(self, key):
+                problems.append(f"{key} is {theirs!r} there but {getattr(self, key)!r} here")
         spec = FlatSpec.from_dict(description["spec"]) if "spec" in description else None
         if spec is not None and (spec.names, spec.shapes) != (self.spec.names, self.spec.shapes):
             problems.append(
@@ -288,3 +322,31 @@ class PeftBackbone:
                 + "; ".join(problems)
                 + f". Use the base model it was made for ({description.get('model')!r}) and its PEFT config."
             )
+
+
+def backbone_from_description(
+    description: dict[str, Any], model: str | os.PathLike | None = None, **kwargs: Any
+) -> PeftBackbone:
+    """Rebuild the backbone an artefact was made with (``model`` overrides where the base model is)."""
+    from transformers import AutoConfig
+
+    ref = str(model if model is not None else description["model"])
+    try:
+        config = AutoConfig.from_pretrained(ref)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"could not load model {ref!r}: {_offline_hint(ref)}") from err
+    expected = description.get("config_fingerprint")
+    if expected is not None and expected != config_fingerprint(config):
+        raise BackboneMismatchError(
+            f"it was made for base model {description.get('model')!r}, whose architecture differs from "
+            f"{ref!r}; use the base model it was made for"
+        )
+    backbone = PeftBackbone(
+        model if model is not None else description["model"],
+        peft_config=description.get("peft_config"),
+        family=description.get("family", "auto"),
+        choice_head=description.get("choice_head", "cross"),
+        **kwargs,
+    )
+    backbone.check_compatible(description)
+    return backbone

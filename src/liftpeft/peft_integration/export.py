@@ -88,3 +88,20 @@ def adapter_to_theta(backbone: PeftBackbone, adapter_dir: str | os.PathLike) -> 
 
 def _trainable_keys(backbone: PeftBackbone) -> set[str]:
     return set(backbone.spec.names)
+
+
+def read_adapter_description(adapter_dir: str | os.PathLike) -> dict[str, Any]:
+    """The backbone description of an adapter directory.
+
+    Adapters written by liftpeft carry it in ``liftpeft.json``; for any other ``peft`` adapter it is
+    built from ``adapter_config.json`` (base model and PEFT config; the family is detected on load).
+    """
+    adapter_dir = Path(adapter_dir)
+    meta_file = adapter_dir / METADATA_FILE
+    if meta_file.is_file():
+        return json.loads(meta_file.read_text())["backbone"]
+    config_file = adapter_dir / "adapter_config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)")
+    config = json.loads(config_file.read_text())
+    return {"model": config.get("base_model_name_or_path"), "peft_config": config, "family": "auto"}

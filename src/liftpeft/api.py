@@ -1,0 +1,186 @@
+"""The Python API, mirroring the command line: meta-train a prior, adapt, export, evaluate.
+
+>>> import tempfile, pathlib
+>>> from liftpeft import api
+>>> from liftpeft.peft_integration.tiny import make_tiny_model
+>>> from liftpeft.data.synthetic import write_rule_family
+>>> work = pathlib.Path(tempfile.mkdtemp())
+>>> model = make_tiny_model("bert", work / "model")                  # any transformers model works
+>>> tasks = write_rule_family(work / "tasks", n_tasks=4, seed=0)      # a folder of task folders
+>>> prior = api.meta_train(model, tasks / "train", work / "prior", steps=60, warmup_steps=20,
+...                        burnin_steps=10, k=1, sigma=1.0, beta=1.0, quiet=True)
+>>> adapted = api.adapt(work / "prior", tasks / "test" / "task-000", work / "adapter", steps=5)
+>>> sorted(p.name for p in adapted.adapter_dir.iterdir())[:2]
+['README.md', 'adapter_config.json']
+>>> metrics = api.evaluate(model, tasks / "test" / "task-000", adapter=work / "adapter")
+>>> 0.0 <= metrics["accuracy"] <= 1.0
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liftpeft import progress
+from liftpeft._version import __version__
+from liftpeft.atomic import atomic_write_json
+from liftpeft.learned_prior import LearnedPrior
+from liftpeft.methods.base import MetaProblem
+from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
+from liftpeft.peft_integration import (
+    PeftBackbone,
+    PeftTaskObjective,
+    adapter_to_theta,
+    backbone_from_description,
+    export_adapter,
+    read_adapter_description,
+)
+from liftpeft.tasks import Task, read_task, read_task_collection
+
+RESOLVED_CONFIG = "config.json"
+
+
+def _tasks(tasks: str | os.PathLike | Sequence[Task]) -> list[Task]:
+    if isinstance(tasks, (str, os.PathLike)):
+        return read_task_collection(tasks)
+    return list(tasks)
+
+
+def _task(task: str | os.PathLike | Task) -> Task:
+    return read_task(task) if isinstance(task, (str, os.PathLike)) else task
+
+
+def _lift_config(base: dict[str, Any] | None, overrides: dict[str, Any]) -> LiftConfig:
+    fields = {f.name for f in dataclasses.fields(LiftConfig)}
+    merged = {**(base or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    unknown = sorted(set(merged) - fields)
+    if unknown:
+        raise TypeError(f"unknown LiFT setting(s) {unknown}; valid settings: {sorted(fields)}")
+    return LiftConfig(**merged)
+
+
+def meta_train(
+    model: str | os.PathLike,
+    tasks: str | os.PathLike | Sequence[Task],
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    peft_config: Any = None,
+    family: str = "auto",
+    choice_head: str = "cross",
+    max_length: int = 256,
+    quiet: bool = False,
+    **settings: Any,
+) -> LearnedPrior:
+    """Meta-train a LiFT prior on a task collection and save it to ``out``.
+
+    ``settings`` are ``LiftConfig`` fields (``k``, ``steps``, ``sigma``, ``beta``, ``step_size``, ...).
+    ``out`` receives the prior (``prior.safetensors``, ``prior.json``), the resolved configuration
+    (``config.json``), checkpoints and a metrics log; ``resume=True`` continues a killed run.
+    """
+    progress.set_quiet(quiet)
+    config = _lift_config(None, settings)
+    backbone = PeftBackbone(model, peft_config, family=family, choice_head=choice_head, seed=seed)
+    task_list = _tasks(tasks)
+    objectives = [PeftTaskObjective(backbone, t, max_length=max_length) for t in task_list]
+    problem = MetaProblem(objectives, backbone.theta0, description=backbone.describe())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / RESOLVED_CONFIG,
+        {
+            "command": "meta-train",
+            "liftpeft_version": __version__,
+            "model": backbone.model_ref,
+            "tasks": str(tasks) if isinstance(tasks, (str, os.PathLike)) else [t.name for t in task_list],
+            "seed": seed,
+            "max_length": max_length,
+            "backbone": backbone.describe(),
+            "lift": config.to_dict(),
+        },
+    )
+    prior = LiftTrainer(problem, config, seed=seed, workdir=out).run(resume=resume)
+    prior.config["max_length"] = max_length
+    prior.save(out)
+    return prior
+
+
+@dataclass
+class AdaptOutcome:
+    """What ``adapt`` produced: the adapter (last sample), all kept samples, and where it was saved."""
+
+    theta: torch.Tensor
+    samples: torch.Tensor
+    adapter_dir: Path | None
+    backbone: PeftBackbone
+
+
+def adapt(
+    prior: str | os.PathLike | LearnedPrior,
+    task: str | os.PathLike | Task,
+    out: str | os.PathLike | None = None,
+    *,
+    model: str | os.PathLike | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    quiet: bool = False,
+    **settings: Any,
+) -> AdaptOutcome:
+    """Adapt to a new task under a learned prior; export a ``peft`` adapter to ``out`` if given.
+
+    ``model`` overrides where the base model is (it must be the model the prior was made for);
+    ``settings`` override the prior's test-time settings (``adapt_step_size``, ``adapt_method``, ...).
+    """
+    progress.set_quiet(quiet)
+    learned = prior if isinstance(prior, LearnedPrior) else LearnedPrior.load(prior)
+    backbone = backbone_from_description(learned.backbone, model=model)
+    stored = {
+        k: v for k, v in learned.config.items() if k in {f.name for f in dataclasses.fields(LiftConfig)}
+    }
+    config = _lift_config(stored, {"adapt_steps": steps, **settings})
+    the_task = _task(task)
+    objective = PeftTaskObjective(backbone, the_task, max_length=int(learned.config.get("max_length", 256)))
+    result = adapt_to_task(learned, objective, config, seed=seed)
+    adapter_dir = None
+    if out is not None:
+        adapter_dir = export_adapter(
+            backbone,
+            result.theta,
+            out,
+            metadata={
+                "adapted_on": the_task.name,
+                "seed": seed,
+                "adapt": result.config,
+                "prior": str(prior) if not isinstance(prior, LearnedPrior) else None,
+            },
+        )
+    return AdaptOutcome(result.theta, result.samples, adapter_dir, backbone)
+
+
+def evaluate(
+    model: str | os.PathLike,
+    task: str | os.PathLike | Task,
+    *,
+    adapter: str | os.PathLike | None = None,
+    split: str = "test",
+    max_length: int = 256,
+    family: str = "auto",
+    choice_head: str = "cross",
+) -> dict[str, float]:
+    """Metrics of ``model`` (with ``adapter`` if given, else the PEFT initialisation) on a task split."""
+    if adapter is not None:
+        backbone = backbone_from_description(read_adapter_description(adapter), model=model)
+        theta = adapter_to_theta(backbone, adapter)
+    else:
+        backbone = PeftBackbone(model, family=family, choice_head=choice_head)
+        theta = backbone.theta0
+    objective = PeftTaskObjective(backbone, _task(task), max_length=max_length)
+    return objective.evaluate(theta, split)
