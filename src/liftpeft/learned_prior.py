@@ -50,6 +50,7 @@ class LearnedPrior:
     source: str = "meta-train"
     created: str = ""
     version: str = __version__
+    siblings: dict[int, LearnedPrior] = field(default_factory=dict, repr=False)  # same chain, other K
 
     def __post_init__(self) -> None:
         k, d = self.means.shape

@@ -35,7 +35,67 @@ def _settings(args: argparse.Namespace, flags: tuple[str, ...], required: tuple[
 
 
 def demo(args: argparse.Namespace) -> int:
-    print("liftpeft demo: the end-to-end demo arrives with the benchmarks (issue 4).")
+    from liftpeft import demo as demo_job
+    from liftpeft.progress import set_quiet
+
+    set_quiet(args.quiet)
+    demo_job.run(print)
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    import sys
+
+    from liftpeft.bench import load_bench_config, run_bench
+    from liftpeft.evaluation.report import write_report
+    from liftpeft.progress import set_quiet
+
+    set_quiet(args.quiet)
+    if not args.benchmark and not args.config:
+        raise UsageError("missing --benchmark (or a --config file naming one)")
+    config = load_bench_config(args.config or args.benchmark)
+    if args.benchmark and args.config and config["benchmark"] != args.benchmark:
+        raise UsageError(f"--config is for benchmark {config['benchmark']!r}, not {args.benchmark!r}")
+    config["settings"].update(parse_assignments(args.set))
+    if not args.out:
+        raise UsageError("missing --out (the results directory)")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    seeds = list(range(args.seeds if args.seeds is not None else 3))
+    results = run_bench(
+        config,
+        methods,
+        seeds,
+        args.out,
+        split=args.split or "test",
+        command=" ".join(["liftpeft", *sys.argv[1:]]),
+    )
+    report = write_report(results.parent)
+    print(f"results: {results}\nreport:  {report}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from liftpeft.evaluation.report import write_report
+
+    if not args.results:
+        raise UsageError("missing the results directory")
+    print(f"report written to {write_report(args.results, args.out)}")
+    return 0
+
+
+def data(args: argparse.Namespace) -> int:
+    if args.dataset == "shakespeare":
+        from liftpeft.data.shakespeare import fetch_shakespeare, load_shakespeare
+
+        path = fetch_shakespeare()
+        splits = load_shakespeare()
+    else:
+        from liftpeft.data.bigbench import fetch_bigbench, load_bigbench_cls
+
+        path = fetch_bigbench()
+        splits = load_bigbench_cls()
+    counts = ", ".join(f"{len(v)} {k}" for k, v in splits.items())
+    print(f"{args.dataset}: source {path}; tasks cached ({counts})")
     return 0
 
 

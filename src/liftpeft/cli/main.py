@@ -89,6 +89,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "methods", "list every method with a one-line description", "liftpeft methods")
     p.set_defaults(handler="methods")
+
+    p = _sub(
+        sub,
+        "bench",
+        "run a grid of methods x seeds on a benchmark (resumable)",
+        "liftpeft bench --benchmark shakespeare --methods lift,no-meta,union --seeds 3 --out results/shakespeare",
+    )
+    p.add_argument("--benchmark", help="registered benchmark (shakespeare, bigbench-cls, rule-family)")
+    p.add_argument("--methods", help="comma-separated methods or config variants (default: the config's)")
+    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument(
+        "--split", choices=["test", "dev"], help="meta-test tasks (default) or meta-dev tasks for tuning"
+    )
+    p.add_argument("--out", help="results directory (rerun the same command to resume)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="benchmark setting, e.g. --set max_test_tasks=10"
+    )
+    p.set_defaults(handler="bench")
+
+    p = _sub(
+        sub,
+        "report",
+        "write a Markdown report with tables and plots of a results directory",
+        "liftpeft report results/shakespeare",
+    )
+    p.add_argument("results", nargs="?", help="results directory written by `liftpeft bench`")
+    p.add_argument("--out", help="where to write report.md and the plots (default: the results directory)")
+    p.set_defaults(handler="report")
+
+    p = _sub(
+        sub,
+        "data",
+        "fetch benchmark data into the cache (~/.cache/liftpeft or $LIFTPEFT_CACHE)",
+        "liftpeft data fetch shakespeare",
+    )
+    p.add_argument("action", choices=["fetch"], help="what to do")
+    p.add_argument("dataset", choices=["shakespeare", "bigbench"], help="which data set")
+    p.set_defaults(handler="data")
     return parser
 
 

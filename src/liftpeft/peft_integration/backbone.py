@@ -185,6 +185,7 @@ class PeftBackbone:
         seed: int = 0,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        prefix_cache: bool = False,
     ) -> None:
         from peft import get_peft_model
         from transformers import AutoConfig, AutoTokenizer
@@ -229,6 +230,11 @@ class PeftBackbone:
         self.config_fingerprint = config_fingerprint(config)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.prefix_cache = None
+        if prefix_cache:
+            from liftpeft.peft_integration.prefix_cache import PrefixCache
+
+            self.prefix_cache = PrefixCache.create(self)
 
     def _load_base(self, dtype: torch.dtype):
         from transformers import (
@@ -279,7 +285,20 @@ class PeftBackbone:
         return out
 
     def forward(self, theta: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """Run the model with adapter ``theta`` (functional; differentiable in ``theta``)."""
+        """Run the model with adapter ``theta`` (functional; differentiable in ``theta``).
+
+        With ``prefix_cache`` enabled, a call with only ``input_ids`` and ``attention_mask`` runs the
+        adapted top layers from cached lower-layer states and returns ``last_hidden_state`` (encoders)
+        or ``logits`` (GPT-2) only.
+        """
+        bypass = kwargs.pop("_bypass_cache", False)
+        if (
+            self.prefix_cache is not None
+            and not bypass
+            and not args
+            and set(kwargs) == {"input_ids", "attention_mask"}
+        ):
+            return self.prefix_cache.forward(theta, kwargs["input_ids"], kwargs["attention_mask"])
         return functional_call(self.model, self.params(theta), args, kwargs, strict=False)
 
     # -- description ------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ class LiftConfig:
     """
 
     k: int = field(default=5, metadata={"help": "mixture components of the learned prior"})
+    extra_k: list[int] = field(
+        default_factory=list, metadata={"help": "also fit mixtures with these K on the same chain (K sweeps)"}
+    )
     sigma: float = field(default=0.01, metadata={"help": "std of p(phi) around the PEFT initialisation"})
     beta: float = field(default=0.01, metadata={"help": "std of p(theta_i | phi)"})
     phi_update: str = field(default="gibbs", metadata={"help": "cavity | exact | gibbs | sample (ablation)"})
@@ -45,8 +48,9 @@ class LiftConfig:
     adapt_batch_size: int | None = field(default=None, metadata={"help": "defaults to batch_size"})
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.k < 1 or any(k < 1 for k in self.extra_k):
+            raise ValueError(f"k and extra_k must be >= 1, got k={self.k}, extra_k={self.extra_k}")
+        self.extra_k = sorted({int(k) for k in self.extra_k} - {self.k})
         if self.phi_update not in PHI_UPDATES:
             raise ValueError(f"phi_update must be one of {PHI_UPDATES}, got {self.phi_update!r}")
         if self.preconditioner not in (None, "rmsprop"):

@@ -75,17 +75,19 @@ class LiftTrainer:
             init=problem.theta0.float(),
         )
         self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
-        self.mixture = OnlineGaussianMixture(
-            config.k, random_state=self.seed, buffer_size=self._buffer_size()
-        )
+        self.mixtures = {
+            k: OnlineGaussianMixture(k, random_state=self.seed, buffer_size=self._buffer_size(k))
+            for k in [config.k, *config.extra_k]
+        }
+        self.mixture = self.mixtures[config.k]
         self.data_generator = torch.Generator().manual_seed(self.seed + 1)
         self.step = 0
         self._sizes = [task.n_examples("train") for task in problem.train]
         self._last_loss = math.nan
 
-    def _buffer_size(self) -> int:
-        wanted = self.config.mixture_buffer or max(20, 10 * self.config.k)
-        return max(self.config.k, min(wanted, self.config.n_samples))
+    def _buffer_size(self, k: int) -> int:
+        wanted = self.config.mixture_buffer or max(20, 10 * k)
+        return max(k, min(wanted, self.config.n_samples))
 
     # -- identity of a run (a checkpoint only resumes the same run) --------------------------------
     def _fingerprint(self) -> dict[str, Any]:
@@ -103,7 +105,7 @@ class LiftTrainer:
             "step": self.step,
             "sampler": self.sampler.state_dict(),
             "warmup": self.warmup.state_dict(),
-            "mixture": self.mixture.state_dict(),
+            "mixtures": {str(k): m.state_dict() for k, m in self.mixtures.items()},
             "data_generator": self.data_generator.get_state(),
         }
 
@@ -116,7 +118,8 @@ class LiftTrainer:
         self.step = int(state["step"])
         self.sampler.load_state_dict(state["sampler"])
         self.warmup.load_state_dict(state["warmup"])
-        self.mixture.load_state_dict(state["mixture"])
+        for k, mixture in self.mixtures.items():
+            mixture.load_state_dict(state["mixtures"][str(k)])
         self.data_generator.set_state(state["data_generator"])
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -176,7 +179,8 @@ class LiftTrainer:
                 except NonFiniteError as err:
                     raise MetaTrainingError(self._failure_message(err)) from None
                 if phase == "sampling" and (self.step - cfg.warmup_steps - cfg.burnin_steps) % cfg.thin == 0:
-                    self.mixture.partial_fit(self.sampler.phi)
+                    for mixture in self.mixtures.values():
+                        mixture.partial_fit(self.sampler.phi)
                 loss_ema = (
                     self._last_loss if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * self._last_loss
                 )
@@ -189,15 +193,24 @@ class LiftTrainer:
                     save_checkpoint(self.workdir / CHECKPOINT_DIR, self.state_dict())
         finally:
             bar.close()
-        if not self.mixture.is_fitted:
-            self.mixture.initialize()
+        priors = {k: self._prior(k) for k in self.mixtures}
+        main = priors.pop(cfg.k)
+        main.siblings = priors
+        return main
+
+    def _prior(self, k: int) -> LearnedPrior:
+        """The learned prior with ``k`` components (``config.k`` or one of ``extra_k``)."""
+        mixture = self.mixtures[k]
+        if not mixture.is_fitted:
+            mixture.initialize()
+        cfg = {**self.config.to_dict(), "k": k, "extra_k": [], "seed": self.seed}
         return LearnedPrior.from_mixture(
-            self.mixture,
+            mixture,
             self.problem.theta0,
-            beta=cfg.beta,
-            sigma=cfg.sigma,
+            beta=self.config.beta,
+            sigma=self.config.sigma,
             backbone=self.problem.description,
-            config={**cfg.to_dict(), "seed": self.seed},
+            config=cfg,
             task_names=[t.name for t in self.problem.train],
         )
 

@@ -1,0 +1,6 @@
+"""Benchmarks: definitions (what tasks, which backbone), the method x seed grid runner, and configs."""
+
+from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build_benchmark
+from liftpeft.bench.runner import load_bench_config, run_bench
+
+__all__ = ["BenchmarkData", "available_benchmarks", "build_benchmark", "load_bench_config", "run_bench"]

