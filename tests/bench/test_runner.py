@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import yaml
+
+from liftpeft.bench import build_benchmark, load_bench_config, run_bench
+from liftpeft.evaluation.report import write_report
+from liftpeft.evaluation.stats import read_rows, summarize
+
+TINY_METHODS = {
+    "lift": dict(k=2, extra_k=[1], sigma=1.0, beta=1.0, tau=1e-3, step_size=1e-2, warmup_lr=1e-2, steps=40,
+                 warmup_steps=20, burnin_steps=10, thin=2, batch_size=4, adapt_steps=3, adapt_batch_size=4),
+    "no-meta": dict(adapt_steps=3, adapt_lr=1e-2, adapt_batch_size=4),
+    "union": dict(meta_steps=20, meta_lr=1e-2, meta_batch_size=4, adapt_steps=3, adapt_lr=1e-2, adapt_batch_size=4),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory, monkeypatch_module=None):
+    import os
+
+    os.environ["LIFTPEFT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return {
+        "benchmark": "rule-family",
+        "settings": {"n_train_tasks": 4, "n_dev_tasks": 1, "n_test_tasks": 3, "max_length": 24},
+        "methods": TINY_METHODS,
+        "variants": {"lift-sb0.5": {"method": "lift", "sigma": 0.5, "beta": 0.5, "extra_k": []}},
+        "default_methods": ["lift", "no-meta", "union"],
+        "reference": "lift",
+    }
+
+
+def test_grid_rows_resume_and_report(tiny_config, tmp_path):
+    data = build_benchmark("rule-family", tiny_config["settings"])
+    out = tmp_path / "run"
+    results = run_bench(tiny_config, None, [0, 1], out, data=data)
+    rows = read_rows(results)
+    methods = {r["method"] for r in rows}
+    assert methods == {"lift", "lift-k1", "no-meta", "union"}
+    assert len(rows) == 4 * 2 * 3  # (methods incl. the K=1 sibling) x seeds x test tasks
+    row = rows[0]
+    for key in ("metrics", "seed", "task", "adapt_steps", "adapt_seconds", "meta_train_seconds", "config"):
+        assert key in row
+    assert 0.0 <= row["metrics"]["accuracy"] <= 1.0
+    # resume: a rerun adds nothing; removing rows makes the rerun fill exactly those
+    run_bench(tiny_config, None, [0, 1], out, data=data)
+    assert len(read_rows(results)) == 24
+    kept = [ln for ln in results.read_text().splitlines() if json.loads(ln)["method"] != "union"]
+    results.write_text("\n".join(kept) + "\n")
+    run_bench(tiny_config, None, [0, 1], out, data=data)
+    again = read_rows(results)
+    assert len(again) == 24 and sum(r["method"] == "union" for r in again) == 6
+    # the saved meta-trained states were reused, not retrained: identical lift rows
+    assert (out / "states" / "lift-seed0" / "prior.json").is_file()
+    summaries = summarize(again)
+    assert summaries[0].method == "lift" and summaries[1].p_tasks is not None
+    report = write_report(out)
+    text = report.read_text()
+    assert "| **lift** |" in text and "K sweep" in text
+    assert (out / "methods.png").stat().st_size > 0 and (out / "per_task.png").stat().st_size > 0
+
+
+def test_sigma_sweep_variant_and_dev_split(tiny_config, tmp_path):
+    data = build_benchmark("rule-family", tiny_config["settings"])
+    run_bench(tiny_config, ["lift", "lift-sb0.5"], [0], tmp_path, split="dev", data=data)
+    rows = read_rows(tmp_path)
+    assert {r["split"] for r in rows} == {"dev"} and {r["method"] for r in rows} >= {"lift", "lift-sb0.5"}
+    text = write_report(tmp_path).read_text()
+    assert "sigma = beta sweep" in text
+
+
+def test_shipped_configs_are_valid():
+    for name in ("rule-family", "shakespeare", "bigbench-cls"):
+        config = load_bench_config(name)
+        assert config["benchmark"] == name
+
+
+def test_config_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"benchmark": "rule-family", "methods": {"lift": {"nope": 1}}}))
+    with pytest.raises(ValueError, match="no setting"):
+        load_bench_config(bad)
+    bad.write_text(yaml.safe_dump({"benchmark": "nope"}))
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        load_bench_config(bad)
+    with pytest.raises(KeyError, match="unknown benchmark"):
+        load_bench_config("not-a-benchmark")
