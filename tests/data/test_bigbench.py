@@ -27,6 +27,9 @@ from liftpeft.data.bigbench_config import default_config_path
 from liftpeft.data.cache import FetchError, download_sdist
 from liftpeft.tasks.schema import ChoiceExample, Task
 
+# The hand-written fixture tasks are small: keep tasks with any test examples left.
+SMALL = {"min_test_examples": 1}
+
 ROOT = "bigbench-1.0.0/bigbench/benchmark_tasks"
 
 
@@ -167,7 +170,7 @@ def test_loader_keeps_and_drops_the_right_tasks(
     sdist: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="liftpeft.data.bigbench"):
-        splits, report = build_bigbench_cls(sdist, {"max_subtasks_per_task": 2})
+        splits, report = build_bigbench_cls(sdist, {**SMALL, "max_subtasks_per_task": 2})
     kept = _all(splits)
     dropped = report["dropped"]
     assert "mixed_formats" in kept
@@ -193,7 +196,7 @@ def test_loader_keeps_and_drops_the_right_tasks(
 
 
 def test_examples_are_parsed_labelled_and_deduplicated(sdist: Path) -> None:
-    splits, report = build_bigbench_cls(sdist)
+    splits, report = build_bigbench_cls(sdist, SMALL)
     task = _all(splits)["mixed_formats"]
     examples = task.train + task.dev + task.test
     by_input = {e.input: e for e in examples}
@@ -228,14 +231,14 @@ def test_examples_are_parsed_labelled_and_deduplicated(sdist: Path) -> None:
 
 
 def test_task_prefix_is_prepended_only_when_asked(sdist: Path) -> None:
-    splits, _ = build_bigbench_cls(sdist, {"prepend_task_prefix": True})
+    splits, _ = build_bigbench_cls(sdist, {**SMALL, "prepend_task_prefix": True})
     task = _all(splits)["mixed_formats"]
     assert all(e.input.startswith("Answer yes or no.\nIs mixed") for e in task.train)
 
 
 def test_per_task_splits_are_sized_and_deterministic(sdist: Path, tmp_path: Path) -> None:
-    first, _ = build_bigbench_cls(sdist)
-    again, _ = build_bigbench_cls(sdist)
+    first, _ = build_bigbench_cls(sdist, SMALL)
+    again, _ = build_bigbench_cls(sdist, SMALL)
     assert first == again
     for task in _all(first).values():
         n = len(task.train) + len(task.dev) + len(task.test)
@@ -251,7 +254,7 @@ def test_per_task_splits_are_sized_and_deterministic(sdist: Path, tmp_path: Path
 
 
 def test_meta_split_keeps_parents_together_and_follows_fractions(sdist: Path) -> None:
-    splits, report = build_bigbench_cls(sdist, {"max_subtasks_per_task": None})
+    splits, report = build_bigbench_cls(sdist, {**SMALL, "max_subtasks_per_task": None})
     where = {t.name: s for s, tasks in splits.items() for t in tasks}
     assert len({where[n] for n in where if n.startswith("composite.")}) == 1
     assert sorted(where) == sorted(n for names in report["meta_split"].values() for n in names)
@@ -275,7 +278,7 @@ def test_packaged_yaml_is_read_and_matches_the_defaults() -> None:
 
 def test_yaml_file_values_reach_the_loader(sdist: Path, tmp_path: Path) -> None:
     path = tmp_path / "strict.yaml"
-    path.write_text("max_options: 3\nmeta_split: {train: 0.5, dev: 0.0, test: 0.5}\n")
+    path.write_text("max_options: 3\nmin_test_examples: 1\nmeta_split: {train: 0.5, dev: 0.0, test: 0.5}\n")
     config = load_bigbench_config(path)
     assert config.max_options == 3 and config.n_train == 32
     splits, report = build_bigbench_cls(sdist, path)

@@ -18,6 +18,7 @@ A benchmark config (``configs/bench/<benchmark>.yaml``, or any YAML/TOML file) h
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -184,7 +185,7 @@ def run_bench(
             pending = [t for t in tasks if any((v, seed, split, t.name) not in done for v in variants)]
             if not pending:
                 continue
-            state, meta_seconds = _meta_trained(method, data, out / "states" / f"{name}-seed{seed}", seed)
+            state, meta_seconds = _meta_trained(method, data, out / "states" / _state_key(base, method, seed), seed)
             for variant, variant_state in _variant_states(name, state).items():
                 for task in pending:
                     if (variant, seed, split, task.name) in done:
@@ -207,6 +208,16 @@ def run_bench(
     finally:
         bar.close()
     return results
+
+
+def _state_key(base: str, method: Any, seed: int) -> str:
+    """Folder name of a meta-trained state: variants differing only in test-time (``adapt_*``)
+    settings share it, so a sweep over adaptation settings meta-trains once."""
+    cfg = getattr(method, "config", None)
+    meta = {k: v for k, v in (dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}).items()
+            if not k.startswith("adapt_")}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{base}-{digest}-seed{seed}"
 
 
 def _variant_names(name: str, method: Any) -> list[str]:

@@ -36,7 +36,7 @@ class BigBenchClsConfig:
     n_dev: int = _help("dev examples per task", default=32)
     max_test: int = _help("cap on test examples per task (the rest after train, dev)", default=256)
     min_examples: int = _help("usable examples a task needs to be kept", default=64)
-    min_test_examples: int = _help("test examples a task needs to be kept", default=1)
+    min_test_examples: int = _help("test examples a task needs to be kept", default=32)
     prepend_task_prefix: bool = _help("prepend the task_prefix to every input", default=False)
     exclude_keywords: tuple[str, ...] = _help(
         "task.json keywords that mark a task as not English",
