@@ -1,4 +1,4 @@
-"""Tiny problems shared by the method tests: the rule family on a tiny random BERT, and a toy embedder."""
+"""Tiny problems shared by the method tests: the rule family on a tiny random BERT."""
 
 import pytest
 import torch
@@ -15,14 +15,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def char_count_embedder(texts):
-    """A deterministic stand-in for a sentence embedder: letter counts (plus a constant)."""
-    alphabet = "abcdefghijklmnopqrstuvwxyz"
-    return torch.stack(
-        [torch.tensor([t.lower().count(c) for c in alphabet], dtype=torch.float32) + 0.1 for t in texts]
-    )
 
 
 @pytest.fixture(scope="session")

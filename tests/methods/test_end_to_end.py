@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from liftpeft.methods import available_methods, build_method, scoring_objective
-from tests.methods.conftest import char_count_embedder
+from liftpeft.methods.task_similarity import letter_count_embedder
 
 LIFT_TINY = dict(k=2, sigma=1.0, beta=1.0, tau=1e-3, batch_size=8, adapt_steps=3, adapt_batch_size=8)
 LIFT_STEPS = dict(steps=24, warmup_steps=8, burnin_steps=8, thin=2)
@@ -16,8 +16,8 @@ TINY = {
     "no-meta": dict(adapt_steps=3, adapt_batch_size=8),
     "union": dict(meta_steps=6, adapt_steps=3, adapt_batch_size=8),
     "zoo-lift": dict(k=2, sigma=1.0, beta=1.0, task_steps=4, adapt_steps=3, adapt_batch_size=8),
-    "retriever-mixture": dict(top_k=2, task_steps=4, adapt_steps=3, embedder=char_count_embedder),
-    "retriever-fusion": dict(top_k="all", task_steps=4, adapt_steps=3, embedder=char_count_embedder),
+    "retriever-mixture": dict(top_k=2, task_steps=4, adapt_steps=3, embedder=letter_count_embedder),
+    "retriever-fusion": dict(top_k="all", task_steps=4, adapt_steps=3, embedder=letter_count_embedder),
     "mbc": dict(n_clusters=2, task_steps=4, cluster_steps=4, adapt_steps=3),
     "protonet": dict(meta_steps=4, query_size=4, adapt_steps=2, adapt_batch_size=4),
     "protonet-lite": dict(meta_steps=4, query_size=4, adapt_steps=2, adapt_batch_size=4),

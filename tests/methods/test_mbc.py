@@ -8,7 +8,7 @@ import torch
 from liftpeft.core.kmeans import spherical_kmeans
 from liftpeft.methods import MetaProblem, build_method
 from liftpeft.methods.mbc import cluster_adapters
-from tests.methods.conftest import char_count_embedder
+from liftpeft.methods.task_similarity import letter_count_embedder
 
 THEMES = ("zzz", "kkk", "www")
 
@@ -99,7 +99,7 @@ def test_mbc_recovers_planted_clusters_and_starts_a_new_task_from_its_own(plante
 def test_mbc_assigns_by_task_embedding(planted_tasks):
     problem, _, theta0, _ = planted_tasks
     settings = dict(n_clusters=3, task_steps=150, task_lr=0.05, cluster_steps=5, assign="embedding")
-    mbc = build_method("mbc", **settings, embedder=char_count_embedder)
+    mbc = build_method("mbc", **settings, embedder=letter_count_embedder)
     state = mbc.meta_train(problem, seed=0)
     new_task = QuadraticTask("new", theta0, seed=99, theme=THEMES[2])
     assert mbc.assign(state, new_task) == int(state.labels[2])

@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from liftpeft.methods import MetaProblem, build_method
-from liftpeft.methods.task_similarity import most_similar
+from liftpeft.methods.task_similarity import letter_count_embedder, most_similar
 from liftpeft.peft_integration import PeftTaskObjective
 from liftpeft.tasks import ChoiceExample, Task
-from tests.methods.conftest import char_count_embedder
 
 THEMES = [
     "apple banana cherry",
@@ -44,7 +43,7 @@ def test_most_similar_orders_by_cosine():
 
 @pytest.mark.parametrize("planted", [1, 3])
 def test_retrieval_ranks_a_planted_identical_task_first(themed_problem, bert_backbone, planted):
-    method = build_method("retriever-fusion", top_k=3, task_steps=2, embedder=char_count_embedder)
+    method = build_method("retriever-fusion", top_k=3, task_steps=2, embedder=letter_count_embedder)
     state = method.meta_train(themed_problem, seed=0)
     twin = PeftTaskObjective(bert_backbone, themed_problem.train[planted].task)
     ranked = method.retrieve(state, twin)
@@ -53,24 +52,24 @@ def test_retrieval_ranks_a_planted_identical_task_first(themed_problem, bert_bac
 
 def test_mixture_returns_the_k_retrieved_adapters_each_fine_tuned(themed_problem, bert_backbone):
     frozen = build_method(
-        "retriever-mixture", top_k=2, task_steps=3, finetune_members=False, embedder=char_count_embedder
+        "retriever-mixture", top_k=2, task_steps=3, finetune_members=False, embedder=letter_count_embedder
     )
     state = frozen.meta_train(themed_problem, seed=0)
     twin = PeftTaskObjective(bert_backbone, themed_problem.train[2].task)
     chosen = frozen.adapt(state, twin, seed=0)
     assert torch.equal(chosen, state.adapters[frozen.retrieve(state, twin)])
-    tuned = build_method("retriever-mixture", top_k=2, adapt_steps=2, embedder=char_count_embedder)
+    tuned = build_method("retriever-mixture", top_k=2, adapt_steps=2, embedder=letter_count_embedder)
     samples = tuned.adapt(state, twin, seed=0)
     assert samples.shape == chosen.shape and not torch.equal(samples, chosen)
     every = build_method(
-        "retriever-mixture", top_k="all", finetune_members=False, embedder=char_count_embedder
+        "retriever-mixture", top_k="all", finetune_members=False, embedder=letter_count_embedder
     )
     assert every.adapt(state, twin, seed=0).shape[0] == len(THEMES)
 
 
 def test_fusion_starts_from_the_mean_of_the_retrieved_adapters(themed_problem, bert_backbone):
     method = build_method(
-        "retriever-fusion", top_k=2, task_steps=3, adapt_steps=0, embedder=char_count_embedder
+        "retriever-fusion", top_k=2, task_steps=3, adapt_steps=0, embedder=letter_count_embedder
     )
     state = method.meta_train(themed_problem, seed=0)
     twin = PeftTaskObjective(bert_backbone, themed_problem.train[0].task)
@@ -87,7 +86,7 @@ def test_tasks_without_texts_are_refused_clearly(bert_backbone):
 
     problem = MetaProblem([Opaque()], bert_backbone.theta0)
     with pytest.raises(TypeError, match="example_texts"):
-        build_method("retriever-mixture", embedder=char_count_embedder).meta_train(problem, seed=0)
+        build_method("retriever-mixture", embedder=letter_count_embedder).meta_train(problem, seed=0)
     with pytest.raises(ValueError, match="top_k"):
         build_method("retriever-fusion", top_k=0)
 

@@ -52,9 +52,8 @@ def prototype_log_probs(
     ``support_inputs`` (S, H) and ``support_classes`` (S,) (gold option-vocabulary ids) may be empty.
     """
     options = query.options[query.row_option]  # (R, H) embedding of each pair's option text
-    match = (query.row_classes[:, None] == support_classes[None, :].to(query.row_classes)).to(
-        options
-    )  # (R, S)
+    same = query.row_classes[:, None] == support_classes[None, :].to(query.row_classes)  # (R, S)
+    match = same.to(options)
     protos = (options + match @ support_inputs.to(options)) / (1.0 + match.sum(1, keepdim=True))  # (R, H)
     n_opt = query.n_options
     owner = torch.repeat_interleave(torch.arange(len(n_opt), device=n_opt.device), n_opt)  # (R,)

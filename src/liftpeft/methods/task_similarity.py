@@ -42,3 +42,10 @@ def most_similar(query: torch.Tensor, keys: torch.Tensor, k: int | None) -> torc
     sims = keys @ query  # (N,)
     k = keys.shape[0] if k is None else min(k, keys.shape[0])
     return torch.topk(sims, k).indices
+
+
+def letter_count_embedder(texts: Sequence[str]) -> torch.Tensor:
+    """A dependency-free stand-in for a sentence embedder (tests, smoke runs): letter counts, ``(n, 26)``."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    counts = [[text.lower().count(c) for c in alphabet] for text in texts]
+    return torch.tensor(counts, dtype=torch.float32) + 0.1  # never the zero vector
