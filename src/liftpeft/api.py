@@ -1,4 +1,5 @@
-"""The Python API, mirroring the command line: meta-train a prior, adapt, export, evaluate.
+"""The Python API, mirroring the command line: meta-train a prior (or build one from a zoo of
+adapters), adapt, export, evaluate.
 
 >>> import tempfile, pathlib
 >>> from liftpeft import api
@@ -43,6 +44,8 @@ from liftpeft.peft_integration import (
     read_adapter_description,
 )
 from liftpeft.tasks import Task, read_task, read_task_collection
+from liftpeft.zoo import load_adapter_zoo
+from liftpeft.zoo import zoo_prior as _zoo_prior_from_thetas
 
 RESOLVED_CONFIG = "config.json"
 
@@ -110,6 +113,61 @@ def meta_train(
     prior = LiftTrainer(problem, config, seed=seed, workdir=out).run(resume=resume)
     prior.config["max_length"] = max_length
     prior.save(out)
+    return prior
+
+
+def zoo_prior(
+    adapters: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    k: int = 5,
+    beta: float = 0.01,
+    sigma: float = 0.01,
+    seed: int = 0,
+    model: str | os.PathLike | None = None,
+    family: str | None = None,
+    choice_head: str | None = None,
+    max_length: int = 256,
+    quiet: bool = False,
+    **settings: Any,
+) -> LearnedPrior:
+    """Build a prior from already fine-tuned ``peft`` adapters (no meta-training) and save it to ``out``.
+
+    ``adapters``: adapter directories, or folders of them; all must share the base model and adapter
+    shape (otherwise ``BackboneMismatchError`` names the one that differs). The mixture is the
+    ``k``-component ``OnlineGaussianMixture`` initialised from all adapters (k-means++, seeded by
+    ``seed``); the center is the backbone's PEFT initialisation (it does not enter test-time
+    adaptation, whose prior is the mixture widened by ``beta``). ``settings`` are LiFT test-time
+    settings stored with the prior for ``adapt`` (``adapt_steps``, ``step_size``, ``tau``, ...).
+    """
+    progress.set_quiet(quiet)
+    config = _lift_config(None, {"k": k, "beta": beta, "sigma": sigma, **settings})
+    zoo = load_adapter_zoo(adapters, model=model, family=family, choice_head=choice_head)
+    stored = {**config.to_dict(), "max_length": max_length, "adapters": [str(d) for d in zoo.dirs]}
+    prior = _zoo_prior_from_thetas(
+        zoo.thetas,
+        zoo.backbone.theta0,
+        k=k,
+        beta=beta,
+        sigma=sigma,
+        seed=seed,
+        backbone=zoo.backbone.describe(),
+        task_names=zoo.names,
+        config=stored,
+    )
+    out = Path(out)
+    prior.save(out)
+    atomic_write_json(
+        out / RESOLVED_CONFIG,
+        {
+            "command": "zoo-prior",
+            "liftpeft_version": __version__,
+            "model": zoo.backbone.model_ref,
+            "seed": seed,
+            "backbone": zoo.backbone.describe(),
+            **stored,
+        },
+    )
     return prior
 
 

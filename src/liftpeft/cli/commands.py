@@ -112,6 +112,19 @@ def meta_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def zoo_prior(args: argparse.Namespace) -> int:
+    from liftpeft import api
+
+    s = _settings(args, ("adapters", "out", "k", "beta", "sigma", "seed", "model"), ("adapters", "out"))
+    adapters, out = s.pop("adapters"), s.pop("out")
+    prior = api.zoo_prior([adapters] if isinstance(adapters, str) else adapters, out, quiet=args.quiet, **s)
+    print(
+        f"prior with {prior.n_components} components over {prior.dim} adapter parameters "
+        f"({len(prior.task_names)} adapters) saved to {out}"
+    )
+    return 0
+
+
 def adapt(args: argparse.Namespace) -> int:
     from liftpeft import api
 

@@ -59,6 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(
         sub,
+        "zoo-prior",
+        "build a prior from already fine-tuned peft adapters (no meta-training)",
+        "liftpeft zoo-prior --adapters ./zoo/task-a ./zoo/task-b ./zoo/task-c --k 2 --out ./prior",
+    )
+    p.add_argument(
+        "--adapters", nargs="+", metavar="DIR", help="peft adapter directories, or folders of them"
+    )
+    p.add_argument("--out", help="output directory for the prior")
+    p.add_argument("--k", type=int, help="mixture components (default 5)")
+    p.add_argument("--beta", type=float, help="std of a task's adapter around its component (default 0.01)")
+    p.add_argument("--sigma", type=float, help="std of the top-level prior (default 0.01)")
+    p.add_argument("--seed", type=int, help="seed of the k-means++ initialisation (default 0)")
+    p.add_argument("--model", help="where the base model is, if it moved since the adapters were made")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="test-time LiFT setting stored with the prior"
+    )
+    p.set_defaults(handler="zoo_prior")
+
+    p = _sub(
+        sub,
         "adapt",
         "adapt to a new task under a learned prior; writes a peft adapter",
         "liftpeft adapt --prior ./prior --task ./tasks/new-task --out ./adapter --steps 100",

@@ -1,4 +1,6 @@
-"""k-means++ seeding and Lloyd iterations in plain torch (used to initialise the online mixture).
+"""k-means++ seeding, Lloyd iterations and spherical (cosine) k-means in plain torch.
+
+Used to initialise the online mixture (Euclidean) and to cluster adapters by cosine similarity (MBC).
 
 Shapes: ``x`` is ``(n, d)``; centers ``(K, d)``; labels ``(n,)``. Distances are computed in float64.
 """
@@ -72,5 +74,40 @@ def kmeans(
         labels, centers, inertia = lloyd(x, kmeans_plus_plus(x, k, generator), max_iter)
         if best is None or inertia < best[0]:
             best = (inertia, labels, centers)
+    assert best is not None
+    return best[1], best[2]
+
+
+def spherical_kmeans(
+    x: torch.Tensor, k: int, n_init: int, generator: torch.Generator, max_iter: int = 100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means under cosine similarity: rows and centers live on the unit sphere.
+
+    Rows are L2-normalised; seeding is k-means++ on them (squared distance between unit vectors is
+    ``2 - 2 cos``); each iteration assigns a row to the center of highest cosine and re-centres a
+    cluster at its normalised mean. An emptied cluster is re-seeded at the row least similar to its
+    center. The best of ``n_init`` restarts by total cosine similarity wins.
+    Returns ``(labels (n,), centers (k, d))`` with unit-norm float64 centers.
+    """
+    if x.shape[0] < k:
+        raise ValueError(f"k-means needs at least k={k} points, got {x.shape[0]}")
+    unit = torch.nn.functional.normalize(x.to(torch.float64), dim=1)  # (n, d)
+    best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+    for _ in range(max(1, n_init)):
+        centers = kmeans_plus_plus(unit, k, generator)
+        labels = torch.full((unit.shape[0],), -1, dtype=torch.long)
+        for _ in range(max_iter):
+            sim = unit @ centers.T  # (n, k)
+            new_labels = sim.argmax(1)
+            for j in range(k):
+                if not (new_labels == j).any():
+                    new_labels[int(sim.max(1).values.argmin())] = j
+                centers[j] = torch.nn.functional.normalize(unit[new_labels == j].sum(0), dim=0)
+            if torch.equal(new_labels, labels):
+                break
+            labels = new_labels
+        score = float((unit * centers[labels]).sum())
+        if best is None or score > best[0]:
+            best = (score, labels, centers)
     assert best is not None
     return best[1], best[2]

@@ -4,6 +4,10 @@ Every method (LiFT and each baseline) meta-trains on a ``MetaProblem`` (training
 ``TaskObjective`` s plus the PEFT initialisation ``theta0``) and adapts its meta-trained state to a new
 task, returning adapter samples ``(M, d)`` (``M = 1`` for point estimates). Methods only see losses of
 flat vectors, so they run unchanged on every backbone and on the synthetic benchmarks.
+
+A method whose predictions are not the task's own head (ProtoNet classifies by prototypes) also has
+``scoring_objective(task)``, the objective whose ``evaluate`` scores its adapters; runners call
+``scoring_objective(method, task)``, which falls back to the task itself.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ class Method(Protocol):
     def adapt(self, state: Any, task: TaskObjective, seed: int) -> torch.Tensor:
         """Fine-tune on ``task``'s train split from ``state``; returns adapter samples ``(M, d)``."""
         ...
+
+
+def scoring_objective(method: Method, task: TaskObjective) -> TaskObjective:
+    """The objective that scores ``method``'s adapters on ``task`` (``task`` unless the method says otherwise)."""
+    hook = getattr(method, "scoring_objective", None)
+    return task if hook is None else hook(task)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from liftpeft.objective import TaskObjective, sample_batch
+from liftpeft.progress import progress_bar
 
 
 def finetune(
@@ -65,3 +66,35 @@ def finetune_with(
         weight_decay=config.weight_decay,
     )
     return out[None]
+
+
+@dataclass
+class TaskAdapterConfig:
+    """How the per-task adapters of the training tasks are fine-tuned (zoo-based baselines)."""
+
+    task_steps: int = field(default=200, metadata={"help": "fine-tuning steps per training-task adapter"})
+    task_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the per-task adapters"})
+    task_batch_size: int = field(default=16, metadata={"help": "examples per per-task fine-tuning step"})
+
+    def check_task_adapter_settings(self) -> None:
+        if self.task_steps < 0 or self.task_lr <= 0 or self.task_batch_size < 1:
+            raise ValueError("task_steps must be >= 0, task_lr > 0 and task_batch_size >= 1")
+
+
+def train_task_adapters(
+    tasks: Sequence[TaskObjective], theta0: torch.Tensor, config: TaskAdapterConfig, seed: int
+) -> torch.Tensor:
+    """One adapter per task, each fine-tuned from ``theta0`` (task ``i`` seeded ``seed + i``); ``(N, d)``."""
+    out = []
+    for i, task in enumerate(progress_bar(tasks, desc="per-task adapters", unit="task")):
+        out.append(
+            finetune(
+                task,
+                theta0,
+                steps=config.task_steps,
+                lr=config.task_lr,
+                batch_size=config.task_batch_size,
+                seed=seed + i,
+            )
+        )
+    return torch.stack(out)

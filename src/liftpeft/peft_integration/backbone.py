@@ -157,6 +157,9 @@ def make_peft_config(peft_config: Any, family: str, choice_head: str):
         raise TypeError(
             f"peft_config must be None, a dict or a peft config, got {type(peft_config).__name__}"
         )
+    if getattr(peft_config, "inference_mode", False):
+        # a saved adapter's config says inference_mode=True; liftpeft addresses the adapter as theta
+        peft_config.inference_mode = False
     if needs_head and getattr(peft_config, "task_type", None) is None:
         peft_config.task_type = TaskType.SEQ_CLS  # makes the scoring head trainable (modules_to_save)
     return peft_config

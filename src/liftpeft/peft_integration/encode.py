@@ -167,3 +167,13 @@ def encode_choices(
     return EncodedChoices(
         mode, seq2seq, rows, row_labels, starts, [ex.label for ex in examples], pad if pad is not None else 0
     )
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text on its own (with the model's special tokens), truncated."""
+    return [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+
+
+def pad_texts(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids (B, T), attention_mask (B, T))`` of token-id lists, right-padded."""
+    return _pad(ids, pad_id), _pad([[1] * len(s) for s in ids], 0)

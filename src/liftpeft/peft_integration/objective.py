@@ -8,6 +8,11 @@ Per-example losses (their mean over a batch is ``L(theta)``):
   ``scale * cos(embed(input), embed(option))`` (similarity head).
 
 ``evaluate`` with several ``thetas`` (M, d) averages the predictive probabilities of the M adapters.
+
+Beyond the ``TaskObjective`` interface it offers ``example_texts(split)`` (the examples' input texts)
+and, for multiple-choice tasks, ``embed(theta, idx, split)``: mean-pooled, L2-normalised last hidden
+states of each input and of each distinct option text, encoded separately (the encoder's half of a
+seq2seq model; the hidden states under the head of a cross-encoder or causal LM).
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from liftpeft.evaluation.metrics import macro_f1
+from liftpeft.objective import ChoiceEmbeddings
 from liftpeft.peft_integration.backbone import PeftBackbone
 from liftpeft.peft_integration.encode import (
     IGNORE,
     EncodedChoices,
     EncodedTokens,
     encode_choices,
+    encode_texts,
     encode_tokens,
+    pad_texts,
 )
 from liftpeft.tasks.schema import SPLITS, Task
 
@@ -88,6 +96,9 @@ class PeftTaskObjective:
         self.primary_metric = "accuracy" if task.kind == "choice" else "token_accuracy"
         self.higher_is_better = True
         self._encoded: dict[str, Any] = {}
+        self._embedding_inputs: dict[str, list[list[int]]] = {}
+        self._option_vocab: dict[str, int] | None = None
+        self._option_tokens: list[list[int]] = []
 
     # -- encoding ---------------------------------------------------------------------------------
     def encoded(self, split: str) -> EncodedTokens | EncodedChoices:
@@ -160,6 +171,71 @@ class PeftTaskObjective:
     def _embed(self, theta: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         out = self.backbone.forward(theta, input_ids=ids, attention_mask=mask)
         return F.normalize(_mean_pool(out.last_hidden_state.float(), mask), dim=-1)
+
+    # -- optional extensions: texts and embeddings ---------------------------------------------------
+    def example_texts(self, split: str = "train") -> list[str]:
+        """The input text of every example of ``split`` (the whole text for language modelling)."""
+        return [ex.text if self.kind == "lm" else ex.input for ex in self.task.split(split)]
+
+    def option_vocabulary(self) -> dict[str, int]:
+        """Every distinct option text of the task (all splits, first seen first) -> its id."""
+        if self.kind != "choice":
+            raise ValueError(f"task {self.name!r} is {self.kind!r}, not multiple choice: it has no options")
+        if self._option_vocab is None:
+            vocab: dict[str, int] = {}
+            for split in SPLITS:
+                for ex in self.task.split(split):
+                    for opt in ex.options:
+                        vocab.setdefault(opt, len(vocab))
+            self._option_vocab = vocab
+            self._option_tokens = encode_texts(self.backbone.tokenizer, list(vocab), self.max_length)
+        return self._option_vocab
+
+    def _pooled(self, theta: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """L2-normalised mean of the last hidden states, ``(B, H)``."""
+        ids, mask = ids.to(self.backbone.device), mask.to(self.backbone.device)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "output_hidden_states": True}
+        if self.backbone.family == "seq2seq":
+            kwargs["decoder_input_ids"] = ids[:, :1]  # the decoder must run once; only the encoder is read
+        out = self.backbone.forward(theta, **kwargs)
+        hidden = getattr(out, "encoder_last_hidden_state", None)
+        if hidden is None:
+            hidden = getattr(out, "last_hidden_state", None)
+        if hidden is None:
+            hidden = out.hidden_states[-1]
+        return F.normalize(_mean_pool(hidden.float(), mask), dim=-1)
+
+    def embed(
+        self,
+        theta: torch.Tensor,
+        idx: torch.Tensor | None = None,
+        split: str = "train",
+        *,
+        options: bool = True,
+    ) -> ChoiceEmbeddings:
+        """Embeddings of examples ``idx`` of ``split`` and of their distinct options (see the module doc)."""
+        vocab = self.option_vocabulary()
+        examples = self.task.split(split)
+        if split not in self._embedding_inputs:
+            texts = [ex.input for ex in examples]
+            self._embedding_inputs[split] = encode_texts(self.backbone.tokenizer, texts, self.max_length)
+        rows = (torch.arange(len(examples)) if idx is None else idx).tolist()
+        pad = self.backbone.tokenizer.pad_token_id or 0
+        inputs = self._pooled(theta, *pad_texts([self._embedding_inputs[split][i] for i in rows], pad))
+        classes = [[vocab[o] for o in examples[i].options] for i in rows]
+        distinct = sorted({c for per in classes for c in per})
+        position = {c: j for j, c in enumerate(distinct)}
+        option_emb = None
+        if options:
+            option_emb = self._pooled(theta, *pad_texts([self._option_tokens[c] for c in distinct], pad))
+        return ChoiceEmbeddings(
+            inputs=inputs,
+            options=option_emb,
+            option_ids=torch.tensor(distinct, device=inputs.device),
+            row_option=torch.tensor([position[c] for per in classes for c in per], device=inputs.device),
+            n_options=torch.tensor([len(per) for per in classes], device=inputs.device),
+            labels=torch.tensor([examples[i].label for i in rows], device=inputs.device),
+        )
 
     # -- the TaskObjective interface ----------------------------------------------------------------
     def loss(

@@ -1,0 +1,41 @@
+"""Every registered method builds through the registry and runs meta_train + adapt on a tiny problem."""
+
+import pytest
+import torch
+
+from liftpeft.methods import available_methods, build_method, scoring_objective
+from liftpeft.methods.task_similarity import letter_count_embedder
+
+LIFT_TINY = dict(k=2, sigma=1.0, beta=1.0, tau=1e-3, batch_size=8, adapt_steps=3, adapt_batch_size=8)
+LIFT_STEPS = dict(steps=24, warmup_steps=8, burnin_steps=8, thin=2)
+
+# Tiny settings per registered method (a method registered without an entry here fails the first test).
+TINY = {
+    "lift": {**LIFT_TINY, **LIFT_STEPS},
+    "lift-multilora": {**LIFT_TINY, **LIFT_STEPS},
+    "no-meta": dict(adapt_steps=3, adapt_batch_size=8),
+    "union": dict(meta_steps=6, adapt_steps=3, adapt_batch_size=8),
+    "zoo-lift": dict(k=2, sigma=1.0, beta=1.0, task_steps=4, adapt_steps=3, adapt_batch_size=8),
+    "retriever-mixture": dict(top_k=2, task_steps=4, adapt_steps=3, embedder=letter_count_embedder),
+    "retriever-fusion": dict(top_k="all", task_steps=4, adapt_steps=3, embedder=letter_count_embedder),
+    "mbc": dict(n_clusters=2, task_steps=4, cluster_steps=4, adapt_steps=3),
+    "protonet": dict(meta_steps=4, query_size=4, adapt_steps=2, adapt_batch_size=4),
+    "protonet-lite": dict(meta_steps=4, query_size=4, adapt_steps=2, adapt_batch_size=4),
+    "multilora": dict(meta_steps=4, adapt_steps=3),
+}
+
+
+def test_every_registered_method_has_tiny_settings():
+    assert sorted(available_methods()) == sorted(TINY)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_method_meta_trains_and_adapts(name, tiny_problem):
+    problem, held_out = tiny_problem
+    method = build_method(name, **TINY[name])
+    state = method.meta_train(problem, seed=0)
+    task = held_out[0]
+    samples = method.adapt(state, task, seed=0)
+    assert samples.dim() == 2 and samples.shape[1] == problem.dim and torch.isfinite(samples).all()
+    metrics = scoring_objective(method, task).evaluate(samples, "test")
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n"] == task.n_examples("test")
