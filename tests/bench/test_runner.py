@@ -8,10 +8,26 @@ from liftpeft.evaluation.report import write_report
 from liftpeft.evaluation.stats import read_rows, summarize
 
 TINY_METHODS = {
-    "lift": dict(k=2, extra_k=[1], sigma=1.0, beta=1.0, tau=1e-3, step_size=1e-2, warmup_lr=1e-2, steps=40,
-                 warmup_steps=20, burnin_steps=10, thin=2, batch_size=4, adapt_steps=3, adapt_batch_size=4),
+    "lift": dict(
+        k=2,
+        extra_k=[1],
+        sigma=1.0,
+        beta=1.0,
+        tau=1e-3,
+        step_size=1e-2,
+        warmup_lr=1e-2,
+        steps=40,
+        warmup_steps=20,
+        burnin_steps=10,
+        thin=2,
+        batch_size=4,
+        adapt_steps=3,
+        adapt_batch_size=4,
+    ),
     "no-meta": dict(adapt_steps=3, adapt_lr=1e-2, adapt_batch_size=4),
-    "union": dict(meta_steps=20, meta_lr=1e-2, meta_batch_size=4, adapt_steps=3, adapt_lr=1e-2, adapt_batch_size=4),
+    "union": dict(
+        meta_steps=20, meta_lr=1e-2, meta_batch_size=4, adapt_steps=3, adapt_lr=1e-2, adapt_batch_size=4
+    ),
 }
 
 

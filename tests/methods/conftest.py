@@ -8,15 +8,6 @@ from liftpeft.methods import MetaProblem
 from liftpeft.peft_integration import PeftBackbone, PeftTaskObjective
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread():
-    """Tiny models run several times faster on one thread than on two contended cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def bert_backbone(tiny_models):
     torch.manual_seed(0)

@@ -9,6 +9,11 @@ from liftpeft.methods.task_similarity import letter_count_embedder
 LIFT_TINY = dict(k=2, sigma=1.0, beta=1.0, tau=1e-3, batch_size=8, adapt_steps=3, adapt_batch_size=8)
 LIFT_STEPS = dict(steps=24, warmup_steps=8, burnin_steps=8, thin=2)
 
+_META = dict(
+    meta_steps=3, meta_batch_size=4, tasks_per_step=2, inner_lr=1e-2, adapt_steps=2, adapt_batch_size=4
+)
+_SGLD_ADAPT = dict(sigma=1.0, tau=1e-2, adapt_steps=2, adapt_step_size=1e-2, adapt_batch_size=4)
+
 # Tiny settings per registered method (a method registered without an entry here fails the first test).
 TINY = {
     "lift": {**LIFT_TINY, **LIFT_STEPS},
@@ -22,6 +27,20 @@ TINY = {
     "protonet": dict(meta_steps=4, query_size=4, adapt_steps=2, adapt_batch_size=4),
     "protonet-lite": dict(meta_steps=4, query_size=4, adapt_steps=2, adapt_batch_size=4),
     "multilora": dict(meta_steps=4, adapt_steps=3),
+    "maml": dict(_META, inner_steps=2),
+    "fo-maml": dict(_META, inner_steps=2),
+    "imaml": dict(_META, inner_steps=2, cg_steps=2),
+    "reptile": dict(_META, inner_steps=2),
+    "bootstrapped-maml": dict(_META, bootstrap_steps=2),
+    "maml-mix": dict(_META, k=2, assignment_warmup_steps=1),
+    "imaml-mix": dict(_META, k=2, assignment_warmup_steps=1, inner_steps=2, cg_steps=2),
+    "bmaml": dict(_META, n_particles=2),
+    "abml": dict(_META, n_samples=3),
+    "shared-bayes": dict(
+        _SGLD_ADAPT, meta_steps=4, warmup_steps=1, burnin_steps=1, thin=1, adapt_keep_last=2
+    ),
+    "taskwise-bayes": dict(_SGLD_ADAPT, adapt_keep_last=2),
+    "lift-sample-approx": {**LIFT_TINY, **LIFT_STEPS},
 }
 
 

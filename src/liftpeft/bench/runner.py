@@ -35,7 +35,7 @@ from liftpeft.atomic import atomic_write_json
 from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build_benchmark
 from liftpeft.config_files import load_config_file
 from liftpeft.learned_prior import LearnedPrior
-from liftpeft.methods.base import available_methods, build_method
+from liftpeft.methods.base import available_methods, build_method, scoring_objective
 from liftpeft.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,9 @@ def run_bench(
             pending = [t for t in tasks if any((v, seed, split, t.name) not in done for v in variants)]
             if not pending:
                 continue
-            state, meta_seconds = _meta_trained(method, data, out / "states" / _state_key(base, method, seed), seed)
+            state, meta_seconds = _meta_trained(
+                method, data, out / "states" / _state_key(base, method, seed), seed
+            )
             for variant, variant_state in _variant_states(name, state).items():
                 for task in pending:
                     if (variant, seed, split, task.name) in done:
@@ -214,8 +216,11 @@ def _state_key(base: str, method: Any, seed: int) -> str:
     """Folder name of a meta-trained state: variants differing only in test-time (``adapt_*``)
     settings share it, so a sweep over adaptation settings meta-trains once."""
     cfg = getattr(method, "config", None)
-    meta = {k: v for k, v in (dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}).items()
-            if not k.startswith("adapt_")}
+    meta = {
+        k: v
+        for k, v in (dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}).items()
+        if not k.startswith("adapt_")
+    }
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{base}-{digest}-seed{seed}"
 
@@ -252,7 +257,7 @@ def _run_task(method: Any, state: Any, task: Any, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     samples = method.adapt(state, task, seed)
     adapt_seconds = time.perf_counter() - start
-    metrics = task.evaluate(samples, "test")
+    metrics = scoring_objective(method, task).evaluate(samples, "test")
     cfg = getattr(method, "config", None)
     steps = getattr(cfg, "adapt_steps", None)
     return {
