@@ -242,3 +242,71 @@ def evaluate(
         theta = backbone.theta0
     objective = PeftTaskObjective(backbone, _task(task), max_length=max_length)
     return objective.evaluate(theta, split)
+
+
+def info(path: str | os.PathLike) -> dict[str, Any]:
+    """What a prior or adapter directory holds: kind, base model, PEFT config, K, weights, settings."""
+    import json
+
+    from liftpeft.learned_prior import META_FILE
+    from liftpeft.peft_integration.export import METADATA_FILE
+
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        prior = LearnedPrior.load(path)
+        return {
+            "kind": "prior",
+            "path": str(path),
+            "source": prior.source,
+            "base_model": prior.backbone.get("model"),
+            "family": prior.backbone.get("family"),
+            "peft_config": _peft_summary(prior.backbone.get("peft_config", {})),
+            "adapter_parameters": prior.dim,
+            "k": prior.n_components,
+            "weights": [round(float(w), 4) for w in prior.weights],
+            "beta": prior.beta,
+            "sigma": prior.sigma,
+            "n_tasks": len(prior.task_names),
+            "settings": prior.config,
+            "created": prior.created,
+            "liftpeft_version": prior.version,
+        }
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text())
+        meta = json.loads((path / METADATA_FILE).read_text()) if (path / METADATA_FILE).is_file() else {}
+        backbone = meta.get("backbone", {})
+        size = sum(p.stat().st_size for p in path.glob("adapter_model.*"))
+        return {
+            "kind": "adapter",
+            "path": str(path),
+            "base_model": config.get("base_model_name_or_path"),
+            "family": backbone.get("family", "unknown (not written by liftpeft)"),
+            "peft_config": _peft_summary(config),
+            "adapter_parameters": sum(_prod(s) for s in backbone.get("spec", {}).get("shapes", [])) or None,
+            "file_bytes": size,
+            "adapted_on": meta.get("adapted_on"),
+            "adapt": meta.get("adapt"),
+            "created": _mtime(path / "adapter_config.json"),
+            "liftpeft_version": backbone.get("liftpeft_version"),
+        }
+    raise FileNotFoundError(
+        f"{path} is neither a liftpeft prior (prior.json) nor a peft adapter (adapter_config.json)"
+    )
+
+
+def _peft_summary(config: dict[str, Any]) -> dict[str, Any]:
+    keys = ("peft_type", "r", "lora_alpha", "target_modules", "target_parameters", "layers_to_transform", "task_type")
+    return {k: config[k] for k in keys if config.get(k) not in (None, [], {})}
+
+
+def _prod(shape: list[int]) -> int:
+    out = 1
+    for n in shape:
+        out *= int(n)
+    return out
+
+
+def _mtime(path: Path) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")

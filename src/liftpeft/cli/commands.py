@@ -149,6 +149,22 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def info(args: argparse.Namespace) -> int:
+    from liftpeft import api
+
+    if not args.path:
+        raise UsageError("missing the directory to describe")
+    details = api.info(args.path)
+    if args.json:
+        print(json.dumps(details, indent=2, sort_keys=True, default=str))
+        return 0
+    for key, value in details.items():
+        if isinstance(value, dict) and key == "settings":
+            value = ", ".join(f"{k}={v}" for k, v in sorted(value.items()) if not isinstance(v, (list, dict)))
+        print(f"{key:>18}: {value}")
+    return 0
+
+
 def methods(args: argparse.Namespace) -> int:
     from liftpeft.methods import available_methods
 

@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="evaluate")
 
+    p = _sub(sub, "info", "show what a prior or adapter directory holds", "liftpeft info ./prior")
+    p.add_argument("path", nargs="?", help="a prior directory or a peft adapter directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler="info")
+
     p = _sub(sub, "methods", "list every method with a one-line description", "liftpeft methods")
     p.set_defaults(handler="methods")
 
