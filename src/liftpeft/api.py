@@ -295,7 +295,15 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _peft_summary(config: dict[str, Any]) -> dict[str, Any]:
-    keys = ("peft_type", "r", "lora_alpha", "target_modules", "target_parameters", "layers_to_transform", "task_type")
+    keys = (
+        "peft_type",
+        "r",
+        "lora_alpha",
+        "target_modules",
+        "target_parameters",
+        "layers_to_transform",
+        "task_type",
+    )
     return {k: config[k] for k in keys if config.get(k) not in (None, [], {})}
 
 

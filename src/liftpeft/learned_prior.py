@@ -50,6 +50,7 @@ class LearnedPrior:
     source: str = "meta-train"
     created: str = ""
     version: str = __version__
+    trace: dict[str, list[float]] = field(default_factory=dict, repr=False)  # per kept phi sample
     siblings: dict[int, LearnedPrior] = field(default_factory=dict, repr=False)  # same chain, other K
 
     def __post_init__(self) -> None:
@@ -119,6 +120,7 @@ class LearnedPrior:
             "backbone": self.backbone,
             "config": self.config,
             "task_names": self.task_names,
+            "trace": self.trace,
             "tensors_sha256": _sha256(folder / TENSORS_FILE),
         }
         atomic_write_json(folder / META_FILE, meta)
@@ -154,6 +156,7 @@ class LearnedPrior:
             backbone=meta.get("backbone", {}),
             config=meta.get("config", {}),
             task_names=meta.get("task_names", []),
+            trace=meta.get("trace", {}),
             source=meta.get("source", "meta-train"),
             created=meta.get("created", ""),
             version=meta.get("liftpeft_version", "?"),

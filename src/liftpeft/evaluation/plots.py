@@ -87,3 +87,21 @@ def sweep(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def traces(traces: dict[str, list[float]], path: Path, statistic: str = "phi_distance") -> Path | None:
+    """Trace plot of one summary statistic of the kept phi samples, one line per chain."""
+    series = {name: t.get(statistic, []) for name, t in traces.items() if t.get(statistic)}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, values in list(series.items())[:8]:
+        ax.plot(values, lw=0.9, label=name)
+    ax.set_xlabel("kept sample")
+    ax.set_ylabel(statistic.replace("_", " "))
+    ax.set_title("LiFT sampler traces")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -61,15 +61,39 @@ def _sweeps(rows: list[dict[str, Any]], summaries: dict[str, MethodSummary], ref
         differs = {k for k in set(c) | set(ref_cfg) if c.get(k) != ref_cfg.get(k)}
         if differs <= {"k", "extra_k"} and "k" in c:
             k_points.append((float(c["k"]), summaries[m]))
-        if differs <= {"sigma", "beta", "extra_k"} and c.get("sigma") == c.get("beta"):
+        if differs <= {"sigma", "beta", "extra_k"} and "sigma" in c and c.get("sigma") == c.get("beta"):
             s_points.append((float(c["sigma"]), summaries[m]))
     return k_points, s_points
+
+
+def chain_traces(results_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """Traces of kept phi samples of every LiFT state saved by the runner, keyed by state folder."""
+    out = {}
+    for meta in sorted((results_dir / "states").glob("*/prior.json")):
+        trace = json.loads(meta.read_text()).get("trace") or {}
+        if trace and any(trace.values()):
+            out[meta.parent.name] = trace
+    return out
+
+
+def diagnostics_table(traces: dict[str, dict[str, list[float]]]) -> str:
+    from liftpeft.evaluation.diagnostics import effective_sample_size, split_rhat
+
+    lines = ["| chain | statistic | samples | ESS | split R-hat (4 segments) |", "|---|---|---|---|---|"]
+    for chain, trace in traces.items():
+        for stat, values in trace.items():
+            if len(values) >= 8:
+                lines.append(
+                    f"| {chain} | {stat} | {len(values)} | {effective_sample_size(values):.1f} | "
+                    f"{split_rhat(values, n_segments=4):.3f} |"
+                )
+    return "\n".join(lines)
 
 
 def write_report(
     results_dir: str | os.PathLike, out: str | os.PathLike | None = None, reference: str | None = None
 ) -> Path:
-    """Write ``report.md`` and its PNG plots into ``out`` (default: the results directory)."""
+    """Write ``report.md``, ``report.html`` and PNG plots into ``out`` (default: the results directory)."""
     results_dir = Path(results_dir)
     out = Path(out) if out is not None else results_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -86,13 +110,17 @@ def write_report(
     figures.append(
         plots.sweep(s_points, out / "sigma_sweep.png", "sigma = beta", "LiFT: sigma = beta sweep", log_x=True)
     )
-    text = _markdown(
-        run, rows, ordered, reference, benchmark, [f for f in figures if f is not None], k_points, s_points
-    )
+    traces = chain_traces(results_dir)
+    figures.append(plots.traces(traces, out / "traces.png"))
+    figures = [f for f in figures if f is not None]
+    text = _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_points, traces)
+    from liftpeft.evaluation.html import markdown_to_html
+
+    atomic_write_text(out / "report.html", markdown_to_html(text, out, title=f"{benchmark}: results"))
     return atomic_write_text(out / "report.md", text)
 
 
-def _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_points) -> str:
+def _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_points, traces) -> str:
     metric = ordered[0].metric
     parts = [
         f"# {benchmark}: results",
@@ -125,6 +153,28 @@ def _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_poi
             parts += ["", f"## {title}", "", f"| {label} | method | {metric} |", "|---|---|---|"]
             for x, s in sorted(points, key=lambda p: p[0]):
                 parts.append(f"| {x:g} | {s.method} | {s.mean:.4f} ± {s.std:.4f} |")
+    if traces:
+        parts += [
+            "",
+            "## Sampler diagnostics",
+            "",
+            "Summary statistics of the kept phi samples (distance from the PEFT initialisation, projections "
+            "on fixed random directions): effective sample size and split R-hat of each chain cut into 4 "
+            "segments (R-hat near 1: no drift between segments).",
+            "",
+            diagnostics_table(traces),
+        ]
+    if traces:
+        parts += [
+            "",
+            "## Sampler diagnostics",
+            "",
+            "Summary statistics of the kept phi samples (distance from the PEFT initialisation, projections "
+            "on fixed random directions): effective sample size and split R-hat of each chain cut into 4 "
+            "segments (R-hat near 1: no drift between segments).",
+            "",
+            diagnostics_table(traces),
+        ]
     parts += ["", "## Figures", ""]
     parts += [f"![{f.stem}]({f.name})" for f in figures]
     per_task = defaultdict(dict)

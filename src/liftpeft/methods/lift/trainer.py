@@ -37,6 +37,7 @@ from liftpeft.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+TRACE_DIRECTIONS = 3
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -81,6 +82,11 @@ class LiftTrainer:
         }
         self.mixture = self.mixtures[config.k]
         self.data_generator = torch.Generator().manual_seed(self.seed + 1)
+        # Sampler diagnostics: summary statistics of every kept phi sample -- its distance from the
+        # PEFT initialisation and its projections on a few fixed random directions.
+        directions = torch.randn(TRACE_DIRECTIONS, d, generator=torch.Generator().manual_seed(self.seed + 2))
+        self._trace_directions = directions / directions.norm(dim=1, keepdim=True)
+        self.trace: dict[str, list[float]] = {name: [] for name in self._trace_names()}
         self.step = 0
         self._sizes = [task.n_examples("train") for task in problem.train]
         self._last_loss = math.nan
@@ -107,6 +113,7 @@ class LiftTrainer:
             "warmup": self.warmup.state_dict(),
             "mixtures": {str(k): m.state_dict() for k, m in self.mixtures.items()},
             "data_generator": self.data_generator.get_state(),
+            "trace": self.trace,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -121,6 +128,7 @@ class LiftTrainer:
         for k, mixture in self.mixtures.items():
             mixture.load_state_dict(state["mixtures"][str(k)])
         self.data_generator.set_state(state["data_generator"])
+        self.trace = {name: [float(v) for v in values] for name, values in state["trace"].items()}
 
     # -- the loop ----------------------------------------------------------------------------------
     def phase(self, step: int) -> str:
@@ -181,6 +189,7 @@ class LiftTrainer:
                 if phase == "sampling" and (self.step - cfg.warmup_steps - cfg.burnin_steps) % cfg.thin == 0:
                     for mixture in self.mixtures.values():
                         mixture.partial_fit(self.sampler.phi)
+                    self._record_trace()
                 loss_ema = (
                     self._last_loss if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * self._last_loss
                 )
@@ -198,6 +207,15 @@ class LiftTrainer:
         main.siblings = priors
         return main
 
+    def _trace_names(self) -> list[str]:
+        return ["phi_distance", *(f"phi_projection_{i}" for i in range(TRACE_DIRECTIONS))]
+
+    def _record_trace(self) -> None:
+        offset = self.sampler.phi - self.problem.theta0
+        values = [float(offset.norm()), *(float(v) for v in self._trace_directions @ offset)]
+        for name, value in zip(self._trace_names(), values):
+            self.trace[name].append(value)
+
     def _prior(self, k: int) -> LearnedPrior:
         """The learned prior with ``k`` components (``config.k`` or one of ``extra_k``)."""
         mixture = self.mixtures[k]
@@ -212,6 +230,7 @@ class LiftTrainer:
             backbone=self.problem.description,
             config=cfg,
             task_names=[t.name for t in self.problem.train],
+            trace=self.trace,
         )
 
     def _resume(self) -> None:
