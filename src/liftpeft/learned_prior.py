@@ -106,8 +106,12 @@ class LearnedPrior:
         if self.counts is not None:
             tensors["counts"] = self.counts.float().contiguous()
         tmp = folder / f".{TENSORS_FILE}.tmp"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, folder / TENSORS_FILE)
+        try:
+            save_file(tensors, str(tmp))
+            os.replace(tmp, folder / TENSORS_FILE)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         meta = {
             "format": "liftpeft-prior/1",
             "liftpeft_version": self.version,
