@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from liftpeft._version import __version__
-from liftpeft.atomic import atomic_write_json
 from liftpeft.core.mixture import OnlineGaussianMixture
 from liftpeft.core.mixture_prior import MixturePrior
 
@@ -105,29 +104,34 @@ class LearnedPrior:
         }
         if self.counts is not None:
             tensors["counts"] = self.counts.float().contiguous()
-        tmp = folder / f".{TENSORS_FILE}.tmp"
+        # Both files are written to temporaries first; only two renames remain, so a full disk or an
+        # interrupt leaves the previous prior (or none) in place, never a torn one.
+        tmp_tensors = folder / f".{TENSORS_FILE}.tmp"
+        tmp_meta = folder / f".{META_FILE}.tmp"
         try:
-            save_file(tensors, str(tmp))
-            os.replace(tmp, folder / TENSORS_FILE)
+            save_file(tensors, str(tmp_tensors))
+            meta = {
+                "format": "liftpeft-prior/1",
+                "liftpeft_version": self.version,
+                "created": self.created,
+                "source": self.source,
+                "n_components": self.n_components,
+                "dim": self.dim,
+                "beta": self.beta,
+                "sigma": self.sigma,
+                "backbone": self.backbone,
+                "config": self.config,
+                "task_names": self.task_names,
+                "trace": self.trace,
+                "tensors_sha256": _sha256(tmp_tensors),
+            }
+            tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+            os.replace(tmp_tensors, folder / TENSORS_FILE)
+            os.replace(tmp_meta, folder / META_FILE)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            tmp_tensors.unlink(missing_ok=True)
+            tmp_meta.unlink(missing_ok=True)
             raise
-        meta = {
-            "format": "liftpeft-prior/1",
-            "liftpeft_version": self.version,
-            "created": self.created,
-            "source": self.source,
-            "n_components": self.n_components,
-            "dim": self.dim,
-            "beta": self.beta,
-            "sigma": self.sigma,
-            "backbone": self.backbone,
-            "config": self.config,
-            "task_names": self.task_names,
-            "trace": self.trace,
-            "tensors_sha256": _sha256(folder / TENSORS_FILE),
-        }
-        atomic_write_json(folder / META_FILE, meta)
         return folder
 
     @classmethod
