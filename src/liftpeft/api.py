@@ -81,13 +81,16 @@ def meta_train(
     choice_head: str = "cross",
     max_length: int = 256,
     quiet: bool = False,
+    tensorboard: bool = False,
     **settings: Any,
 ) -> LearnedPrior:
     """Meta-train a LiFT prior on a task collection and save it to ``out``.
 
     ``settings`` are ``LiftConfig`` fields (``k``, ``steps``, ``sigma``, ``beta``, ``step_size``, ...).
     ``out`` receives the prior (``prior.safetensors``, ``prior.json``), the resolved configuration
-    (``config.json``), checkpoints and a metrics log; ``resume=True`` continues a killed run.
+    (``config.json``), checkpoints and a metrics log (``metrics.jsonl``; also TensorBoard event files
+    in ``out/tensorboard`` with ``tensorboard=True`` if the ``tensorboard`` package is installed);
+    ``resume=True`` continues a killed run.
     """
     progress.set_quiet(quiet)
     config = _lift_config(None, settings)
@@ -110,7 +113,8 @@ def meta_train(
             "lift": config.to_dict(),
         },
     )
-    prior = LiftTrainer(problem, config, seed=seed, workdir=out).run(resume=resume)
+    on_log = _tensorboard_logger(out / "tensorboard") if tensorboard else None
+    prior = LiftTrainer(problem, config, seed=seed, workdir=out, on_log=on_log).run(resume=resume)
     prior.config["max_length"] = max_length
     prior.save(out)
     return prior
@@ -169,6 +173,30 @@ def zoo_prior(
         },
     )
     return prior
+
+
+def _tensorboard_logger(folder: Path):
+    """A metrics callback writing TensorBoard scalars, or None (with a warning) without tensorboard."""
+    import warnings
+
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn(
+            "tensorboard is not installed (pip install tensorboard); writing metrics.jsonl only", stacklevel=3
+        )
+        return None
+    writer = SummaryWriter(str(folder))
+
+    def log(record: dict[str, Any]) -> None:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "step":
+                writer.add_scalar(key, value, record["step"])
+        for j, weight in enumerate(record.get("mixture_weights", [])):
+            writer.add_scalar(f"mixture_weight/{j}", weight, record["step"])
+        writer.flush()
+
+    return log
 
 
 @dataclass

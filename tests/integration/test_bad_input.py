@@ -33,12 +33,24 @@ class Quadratic:
 
 
 def problem(nan_after=None):
-    tasks = [Quadratic(f"task-{i}", torch.full((3,), float(i)), nan_after if i == 1 else None) for i in range(3)]
+    tasks = [
+        Quadratic(f"task-{i}", torch.full((3,), float(i)), nan_after if i == 1 else None) for i in range(3)
+    ]
     return MetaProblem(tasks, torch.zeros(3))
 
 
-CONFIG = dict(k=1, sigma=1.0, beta=1.0, step_size=1e-2, steps=60, warmup_steps=10, burnin_steps=10, thin=2,
-              checkpoint_every=10, batch_size=4)
+CONFIG = dict(
+    k=1,
+    sigma=1.0,
+    beta=1.0,
+    step_size=1e-2,
+    steps=60,
+    warmup_steps=10,
+    burnin_steps=10,
+    thin=2,
+    checkpoint_every=10,
+    batch_size=4,
+)
 
 
 def test_non_finite_loss_stops_naming_task_step_and_checkpoint(tmp_path):
@@ -62,7 +74,9 @@ def test_full_disk_while_saving_a_prior_keeps_the_old_one(tmp_path, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(learned_prior_module, "save_file", no_space)
-    changed = LearnedPrior(prior.weights, prior.means + 1, prior.covariances, prior.center, prior.beta, prior.sigma)
+    changed = LearnedPrior(
+        prior.weights, prior.means + 1, prior.covariances, prior.center, prior.beta, prior.sigma
+    )
     with pytest.raises(OSError, match="No space"):
         changed.save(tmp_path / "prior")
     after = {p.name: p.read_bytes() for p in (tmp_path / "prior").iterdir()}

@@ -20,7 +20,12 @@ def describe_error(err: BaseException) -> str:
     return text.splitlines()[0] if len(text.splitlines()) == 1 else " ".join(text.split())
 
 
-def _settings(args: argparse.Namespace, flags: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+def _settings(
+    args: argparse.Namespace,
+    flags: tuple[str, ...],
+    required: tuple[str, ...],
+    positional: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Config file values, overridden by ``--set`` pairs, overridden by explicit flags."""
     merged: dict[str, Any] = load_config_file(args.config) if args.config else {}
     merged.update(parse_assignments(getattr(args, "set", None)))
@@ -28,7 +33,11 @@ def _settings(args: argparse.Namespace, flags: tuple[str, ...], required: tuple[
         value = getattr(args, name, None)
         if value not in (None, False):
             merged[name] = value
-    missing = [f"--{n.replace('_', '-')}" for n in required if merged.get(n) in (None, "")]
+    missing = [
+        n.upper() if n in positional else f"--{n.replace('_', '-')}"
+        for n in required
+        if merged.get(n) in (None, "")
+    ]
     if missing:
         raise UsageError(f"missing {', '.join(missing)} (give it as a flag or in --config)")
     return merged
@@ -77,9 +86,8 @@ def bench(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from liftpeft.evaluation.report import write_report
 
-    if not args.results:
-        raise UsageError("missing the results directory")
-    print(f"report written to {write_report(args.results, args.out)}")
+    s = _settings(args, ("results", "out"), ("results",), positional=("results",))
+    print(f"report written to {write_report(s['results'], s.get('out'))}")
     return 0
 
 
@@ -102,7 +110,11 @@ def data(args: argparse.Namespace) -> int:
 def meta_train(args: argparse.Namespace) -> int:
     from liftpeft import api
 
-    s = _settings(args, ("model", "tasks", "out", "k", "steps", "seed", "resume"), ("model", "tasks", "out"))
+    s = _settings(
+        args,
+        ("model", "tasks", "out", "k", "steps", "seed", "resume", "tensorboard"),
+        ("model", "tasks", "out"),
+    )
     model, tasks, out = s.pop("model"), s.pop("tasks"), s.pop("out")
     prior = api.meta_train(model, tasks, out, quiet=args.quiet, **s)
     print(
@@ -152,9 +164,8 @@ def evaluate(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from liftpeft import api
 
-    if not args.path:
-        raise UsageError("missing the directory to describe")
-    details = api.info(args.path)
+    s = _settings(args, ("path",), ("path",), positional=("path",))
+    details = api.info(s["path"])
     if args.json:
         print(json.dumps(details, indent=2, sort_keys=True, default=str))
         return 0

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
     p.add_argument(
+        "--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)"
+    )
+    p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any LiFT setting, e.g. --set sigma=0.05"
     )
     p.set_defaults(handler="meta_train")
