@@ -23,6 +23,7 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML or TOML file of settings (flags override it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return parser
 
 
@@ -167,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from liftpeft.cli import commands
 
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(getattr(commands, args.handler)(args) or EXIT_OK)
     except commands.UsageError as err:

@@ -164,17 +164,6 @@ def _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_poi
             "",
             diagnostics_table(traces),
         ]
-    if traces:
-        parts += [
-            "",
-            "## Sampler diagnostics",
-            "",
-            "Summary statistics of the kept phi samples (distance from the PEFT initialisation, projections "
-            "on fixed random directions): effective sample size and split R-hat of each chain cut into 4 "
-            "segments (R-hat near 1: no drift between segments).",
-            "",
-            diagnostics_table(traces),
-        ]
     parts += ["", "## Figures", ""]
     parts += [f"![{f.stem}]({f.name})" for f in figures]
     per_task = defaultdict(dict)
