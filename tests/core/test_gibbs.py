@@ -162,3 +162,11 @@ def test_bad_arguments():
     other = SGLDGibbs(prior, 3, 3, 0.01)
     with pytest.raises(ValueError, match="same settings"):
         other.load_state_dict(sampler.state_dict())
+
+
+def test_finiteness_check_is_exact():
+    from liftpeft.core.gibbs import _all_finite
+
+    assert _all_finite(torch.full((4,), 3e38))  # the sum overflows to inf, yet every element is finite
+    assert not _all_finite(torch.tensor([1.0, float("nan")]))
+    assert not _all_finite(torch.tensor([1.0, float("inf"), -float("inf")]))

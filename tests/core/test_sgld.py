@@ -1,9 +1,17 @@
+import math
 import warnings
 
 import pytest
 import torch
 
-from liftpeft.core import check_step_size, psgld_init, psgld_step, sgld_step, variance_inflation
+from liftpeft.core import (
+    PSGLDState,
+    check_step_size,
+    psgld_init,
+    psgld_step,
+    sgld_step,
+    variance_inflation,
+)
 
 
 def test_zero_temperature_is_gradient_ascent():
@@ -86,3 +94,37 @@ def test_unstable_step_is_refused_and_biased_step_warned():
 def test_negative_temperature_refused():
     with pytest.raises(ValueError, match="temperature"):
         sgld_step(torch.zeros(2), torch.zeros(2), 0.1, None, temperature=-1.0)
+
+
+def _bits(t):
+    return t.view(torch.int32 if t.dtype == torch.float32 else torch.int64)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_kernels_compute_their_formulas_bit_for_bit(temperature):
+    """The kernels work in place on their own temporaries; the result must be exactly the textbook
+    expression evaluated out of place (same operations in the same order), inputs untouched."""
+    gen = torch.Generator().manual_seed(0)
+    x, g = torch.randn(3, 1001, generator=gen), 50 * torch.randn(3, 1001, generator=gen)
+    state = PSGLDState(torch.rand(3, 1001, generator=gen), torch.tensor([[0], [3], [9]]))
+    copies = [t.clone() for t in (x, g, state.square_avg)]
+    eta, alpha, eps = 0.01, 0.99, 1e-5
+
+    ours = sgld_step(x, g, eta, torch.Generator().manual_seed(1), temperature)
+    reference = x + (0.5 * eta) * g
+    if temperature > 0:
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+        reference = reference + math.sqrt(eta * temperature) * noise
+    assert torch.equal(_bits(ours), _bits(reference))
+
+    ours, new_state = psgld_step(x, g, state, eta, torch.Generator().manual_seed(2), temperature, alpha, eps)
+    square_avg = alpha * state.square_avg + (1.0 - alpha) * g.square()
+    corrected = square_avg / (1.0 - torch.as_tensor(alpha) ** (state.count + 1))
+    precond = 1.0 / (eps + corrected.sqrt())
+    reference = x + (0.5 * eta) * precond * g
+    if temperature > 0:
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+        reference = reference + (eta * temperature * precond).sqrt() * noise
+    assert torch.equal(_bits(ours), _bits(reference))
+    assert torch.equal(_bits(new_state.square_avg), _bits(square_avg))
+    assert all(torch.equal(a, b) for a, b in zip((x, g, state.square_avg), copies))

@@ -31,6 +31,26 @@ def _check_temperature(temperature: float) -> None:
         raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
 
 
+def _fits(out: torch.Tensor, other: torch.Tensor) -> bool:
+    """Whether ``out op other`` has ``out``'s shape and dtype, so that it can be written into ``out``."""
+    same_shape = out.shape == torch.broadcast_shapes(out.shape, other.shape)
+    return same_shape and out.dtype == torch.result_type(out, other)
+
+
+def _add_into(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``out + other``, in place in ``out`` (a temporary of the caller) when shapes and dtypes allow.
+
+    Addition and multiplication are commutative in IEEE arithmetic, so these give bit for bit what
+    ``other + out`` / ``other * out`` give.
+    """
+    return out.add_(other) if _fits(out, other) else out + other
+
+
+def _mul_into(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``out * other``, in place in ``out`` when shapes and dtypes allow (see ``_add_into``)."""
+    return out.mul_(other) if _fits(out, other) else out * other
+
+
 def langevin_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise with the shape, dtype and device of ``like``."""
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
@@ -45,9 +65,10 @@ def sgld_step(
 ) -> torch.Tensor:
     """One SGLD step ``x + (eta/2) g + sqrt(eta T) z`` (any shape; ``grad`` like ``position``)."""
     _check_temperature(temperature)
-    new = position + (0.5 * step_size) * grad
+    new = _add_into(grad * (0.5 * step_size), position)
     if temperature > 0:
-        new = new + math.sqrt(step_size * temperature) * langevin_noise(position, generator)
+        noise = langevin_noise(position, generator).mul_(math.sqrt(step_size * temperature))
+        new = _add_into(new, noise)
     return new
 
 
@@ -75,15 +96,18 @@ def psgld_step(
 ) -> tuple[torch.Tensor, PSGLDState]:
     """One RMSprop-preconditioned SGLD step; returns ``(new_position, new_state)``."""
     _check_temperature(temperature)
-    square_avg = alpha * state.square_avg + (1.0 - alpha) * grad.square()
+    # Each line is one elementwise operation of the formula, in the formula's order; results go into
+    # fresh buffers that are then updated in place (3 large temporaries instead of ~12).
+    square_avg = _add_into(state.square_avg * alpha, grad.square().mul_(1.0 - alpha))  # V'
     count = state.count + 1
     # Bias-corrected average (as in Adam): without it the first steps see V ~ (1-a) g^2 and take a
     # preconditioner 1/sqrt(1-a) = 10x too large, which throws the chain far out at the start.
-    corrected = square_avg / (1.0 - torch.as_tensor(alpha, dtype=square_avg.dtype) ** count)
-    precond = 1.0 / (eps + corrected.sqrt())  # G, diagonal
-    new = position + (0.5 * step_size) * precond * grad
+    precond = square_avg / (1.0 - torch.as_tensor(alpha, dtype=square_avg.dtype) ** count)
+    precond.sqrt_().add_(eps).reciprocal_()  # G = 1 / (eps + sqrt(V' / (1 - a^t))), diagonal
+    new = _add_into(_mul_into(precond * (0.5 * step_size), grad), position)
     if temperature > 0:
-        new = new + (step_size * temperature * precond).sqrt() * langevin_noise(position, generator)
+        scale = precond.mul_(step_size * temperature).sqrt_()  # sqrt(eta T G), reusing G's buffer
+        new = _add_into(new, _mul_into(scale, langevin_noise(position, generator)))
     return new, PSGLDState(square_avg, count)
 
 

@@ -1,4 +1,4 @@
-"""Synthetic task families with known structure (for tests, docs and sanity checks).
+"""The rule family: text multiple-choice tasks with hidden rules (for any ``transformers`` backbone).
 
 ``rule_family``: binary multiple-choice tasks on random strings over ``"abcdef"``. Each task follows
 one of a few hidden rules -- "answer yes when the string has more ``x`` than ``y``" for a rule's pair
