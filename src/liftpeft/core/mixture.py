@@ -161,13 +161,20 @@ class OnlineGaussianMixture:
         return self
 
     def _update(self, x: torch.Tensor) -> None:
-        """One online E/M step for a single sample ``x`` (d,) float64."""
+        """One online E/M step for a single sample ``x`` (d,) float64.
+
+        Components with zero responsibility (the usual case in high dimension, where responsibilities
+        are one-hot) are left untouched, which is exactly what their update would do.
+        """
         q = self._responsibilities(x[None])[0]  # (K,)
-        counts = self.counts_ + q
-        delta = x - self.means_  # (K, d)
-        self.means_ = self.means_ + (q / counts)[:, None] * delta
-        self._m2 = self._m2 + q[:, None] * delta * (x - self.means_)
-        self.counts_ = counts
+        active = (q > 0).nonzero().squeeze(1)
+        q_a = q[active]
+        counts = self.counts_[active] + q_a
+        delta = x - self.means_[active]  # (A, d)
+        means = self.means_[active] + (q_a / counts)[:, None] * delta
+        self._m2[active] = self._m2[active] + q_a[:, None] * delta * (x - means)
+        self.means_[active] = means
+        self.counts_[active] = counts
         self.n_samples_seen_ += 1
 
     # -- densities --------------------------------------------------------------------------------
