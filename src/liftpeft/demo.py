@@ -49,5 +49,5 @@ def run(say: Callable[[str], None] = print) -> Path:
             line += f"   LiFT better on {s_.wins}/{s_.n_tasks} roles, paired t-test p = {s_.p_tasks:.2g}"
         say(line)
     say("")
-    say(f"report: {report}")
+    say(f"report: {report.with_suffix('.html')} (and {report.name}, plots, results.jsonl beside it)")
     return report
