@@ -101,3 +101,16 @@ def test_config_errors_are_clear(tmp_path):
         load_bench_config(bad)
     with pytest.raises(KeyError, match="unknown benchmark"):
         load_bench_config("not-a-benchmark")
+
+
+def test_cli_first_seed_runs_a_slice_of_the_grid(tiny_config, tmp_path):
+    from liftpeft.cli.main import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    out = tmp_path / "slice"
+    args = ["bench", "--config", str(config), "--methods", "no-meta", "--out", str(out), "--quiet"]
+    assert main([*args, "--seeds", "1", "--first-seed", "2"]) == 0
+    rows = read_rows(out / "results.jsonl")
+    assert {r["seed"] for r in rows} == {2} and len(rows) == 3
+    assert main([*args, "--first-seed", "-1"]) == 2

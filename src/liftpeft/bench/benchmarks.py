@@ -82,6 +82,7 @@ def _peft_benchmark(
         choice_head=s.get("choice_head", "cross"),
         seed=int(s.get("backbone_seed", 0)),
         prefix_cache=bool(s.get("prefix_cache", False)),
+        device=str(s.get("device", "cpu")),
         **backbone_kw,
     )
     kw = {"max_length": int(s.get("max_length", 256)), "eval_batch_size": int(s.get("eval_batch_size", 32))}
@@ -101,7 +102,7 @@ def _peft_benchmark(
         "n_dev_tasks": len(dev),
         "n_test_tasks": len(test),
         "adapter_dim": backbone.dim,
-        "prefix_cache_split": backbone.prefix_cache.split if backbone.prefix_cache else None,
+        "prefix_cache_split": backbone.prefix_cache.split if backbone.prefix_cache is not None else None,
     }
     return BenchmarkData(name, problem, test, info)
 

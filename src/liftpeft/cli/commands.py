@@ -69,7 +69,10 @@ def bench(args: argparse.Namespace) -> int:
     if not args.out:
         raise UsageError("missing --out (the results directory)")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    seeds = list(range(args.seeds if args.seeds is not None else 3))
+    if args.first_seed < 0:
+        raise UsageError(f"--first-seed must be >= 0, got {args.first_seed}")
+    first = args.first_seed
+    seeds = list(range(first, first + (args.seeds if args.seeds is not None else 3)))
     results = run_bench(
         config,
         methods,

@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", help="comma-separated methods or config variants (default: the config's)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
     p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="run seeds S..S+N-1 instead (split one grid over machines; results of the same command merge)",
+    )
+    p.add_argument(
         "--split", choices=["test", "dev"], help="meta-test tasks (default) or meta-dev tasks for tuning"
     )
     p.add_argument("--out", help="results directory (rerun the same command to resume)")

@@ -270,7 +270,7 @@ class PeftBackbone:
 
     def get_theta(self) -> torch.Tensor:
         """The adapter currently held by the module, as a flat float32 vector (a copy)."""
-        return self.spec.flatten(self._trainable, dtype=torch.float32).detach().clone()
+        return self.spec.flatten(self._trainable, dtype=torch.float32).detach().to("cpu").clone()
 
     def set_theta(self, theta: torch.Tensor) -> None:
         """Write ``theta`` into the module's adapter parameters (in place)."""
@@ -280,7 +280,9 @@ class PeftBackbone:
                 param.copy_(value.to(param.dtype))
 
     def params(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named adapter tensors viewed from ``theta`` (cast to each parameter's dtype)."""
+        """Named adapter tensors viewed from ``theta`` (moved to the backbone's device and cast to each
+        parameter's dtype; differentiable, so gradients reach a ``theta`` that lives on the CPU)."""
+        theta = theta.to(self.device)
         out = {}
         for name, value in self.spec.unflatten(theta).items():
             dtype = self._trainable[name].dtype

@@ -155,8 +155,9 @@ class PeftTaskObjective:
             tok_lp = logp.gather(-1, labels_tok.clamp_min(0).unsqueeze(-1)).squeeze(-1) * mask
             scores = tok_lp.sum(1) / mask.sum(1).clamp_min(1)  # mean log-prob of the option's tokens
         grouped = torch.full((len(n_opt), int(n_opt.max())), -math.inf, device=scores.device)
-        col = torch.cat([torch.arange(int(n)) for n in n_opt]).to(scores.device)
-        row = torch.repeat_interleave(torch.arange(len(n_opt)), n_opt).to(scores.device)
+        counts = n_opt.cpu()
+        col = torch.cat([torch.arange(int(n)) for n in counts]).to(scores.device)
+        row = torch.repeat_interleave(torch.arange(len(counts)), counts).to(scores.device)
         grouped = grouped.index_put((row, col), scores)
         return torch.log_softmax(grouped, dim=-1), labels
 
