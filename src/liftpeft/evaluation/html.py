@@ -21,7 +21,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 tr:nth-child(even) { background: #f7f7f7; }
-pre { background: #f4f4f4; padding: .6em; overflow-x: auto; }
+pre { background: #f4f4f4; padding: .6em; white-space: pre-wrap; overflow-wrap: anywhere; }
 img { max-width: 100%; margin: .6em 0; border: 1px solid #eee; }
 """
 
