@@ -114,3 +114,10 @@ def test_cli_first_seed_runs_a_slice_of_the_grid(tiny_config, tmp_path):
     rows = read_rows(out / "results.jsonl")
     assert {r["seed"] for r in rows} == {2} and len(rows) == 3
     assert main([*args, "--first-seed", "-1"]) == 2
+    # a second command adding seed 0 to the same directory keeps the first command in the history
+    assert main([*args, "--seeds", "1"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["commands"]) == 2 and "--first-seed 2" in run["commands"][0]
+    assert {r["seed"] for r in read_rows(out / "results.jsonl")} == {0, 2}
+    report = (out / "report.md").read_text()
+    assert "Commands (in the order they ran):" in report and "--first-seed 2" in report

@@ -161,6 +161,7 @@ def run_bench(
     atomic_write_json(
         out / RUN_FILE,
         {
+            "commands": _command_history(out / RUN_FILE, command),
             "liftpeft_version": __version__,
             "benchmark": config["benchmark"],
             "split": split,
@@ -210,6 +211,21 @@ def run_bench(
     finally:
         bar.close()
     return results
+
+
+def _command_history(run_file: Path, command: str | None) -> list[str]:
+    """Every distinct command that wrote into this results directory, oldest first (a run that adds
+    methods or seeds to an existing directory keeps the commands that made the earlier rows)."""
+    history: list[str] = []
+    if run_file.is_file():
+        try:
+            previous = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        history = list(previous.get("commands") or ([previous["command"]] if previous.get("command") else []))
+    if command and command not in history:
+        history.append(command)
+    return history
 
 
 def _state_key(base: str, method: Any, seed: int) -> str:

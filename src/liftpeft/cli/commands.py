@@ -53,8 +53,6 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    import sys
-
     from liftpeft.bench import load_bench_config, run_bench
     from liftpeft.evaluation.report import write_report
     from liftpeft.progress import set_quiet
@@ -79,7 +77,7 @@ def bench(args: argparse.Namespace) -> int:
         seeds,
         args.out,
         split=args.split or "test",
-        command=" ".join(["liftpeft", *sys.argv[1:]]),
+        command=" ".join(["liftpeft", *args.argv]),
     )
     report = write_report(results.parent)
     print(f"results: {results}\nreport:  {report}")

@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given, recorded beside results
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_USAGE

@@ -129,8 +129,10 @@ def _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_poi
         f"{rows[0].get('higher_is_better', True)}) · reference: **{reference}** · "
         f"liftpeft {run.get('liftpeft_version', '?')}",
     ]
-    if run.get("command"):
-        parts += ["", "Command:", "", "```", run["command"], "```"]
+    commands = run.get("commands") or ([run["command"]] if run.get("command") else [])
+    if commands:
+        label = "Command:" if len(commands) == 1 else "Commands (in the order they ran):"
+        parts += ["", label, "", "```", *commands, "```"]
     chance = next((s.chance for s in ordered if s.chance is not None), None)
     if chance is not None:
         parts += ["", f"Chance level (mean over tasks of 1 / number of options): **{chance:.4f}**."]
