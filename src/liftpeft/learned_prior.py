@@ -88,9 +88,12 @@ class LearnedPrior:
     def mixture(self) -> OnlineGaussianMixture:
         return OnlineGaussianMixture.from_params(self.weights, self.means, self.covariances, self.counts)
 
-    def mixture_prior(self) -> MixturePrior:
-        """``sum_j alpha_j N(theta; mu_j, Sigma_j + beta^2 I)``."""
-        return MixturePrior(self.mixture(), self.beta)
+    def mixture_prior(self, beta_scale: float = 1.0) -> MixturePrior:
+        """``sum_j alpha_j N(theta; mu_j, Sigma_j + (beta_scale * beta)^2 I)`` (``beta_scale`` widens
+        the task spread at test time; 1 is the hierarchical model's own predictive)."""
+        if not beta_scale > 0:
+            raise ValueError(f"beta_scale must be > 0, got {beta_scale}")
+        return MixturePrior(self.mixture(), self.beta * beta_scale)
 
     # -- disk -------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:

@@ -52,6 +52,15 @@ def test_prior_directory_round_trip_and_checks(tiny_models, rule_tasks, tmp_path
         and back.task_names == prior.task_names
         and back.config == json.loads(json.dumps(prior.config))
     )
+    # the test-time prior widens the task spread by adapt_beta_scale and nothing else
+    wide, own = back.mixture_prior(3.0), back.mixture_prior()
+    theta = back.means[0] + 0.05
+    assert wide.beta == pytest.approx(3.0 * own.beta)
+    assert wide.log_prob(theta) != own.log_prob(theta)
+    with pytest.raises(ValueError, match="beta_scale"):
+        back.mixture_prior(0.0)
+    with pytest.raises(ValueError, match="adapt_beta_scale"):
+        LiftConfig(**SMALL, adapt_beta_scale=-1.0)
     rebuilt = backbone_from_description(back.backbone)
     assert rebuilt.spec == backbone.spec
     with pytest.raises(BackboneMismatchError, match="base model"):

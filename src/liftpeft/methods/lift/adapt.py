@@ -30,7 +30,7 @@ def adapt_to_task(prior: LearnedPrior, task: TaskObjective, config: LiftConfig, 
     def selection_loss(theta: torch.Tensor) -> float:
         return float(task.loss(theta.float(), probe))
 
-    mixture_prior = prior.mixture_prior()
+    mixture_prior = prior.mixture_prior(config.adapt_beta_scale)
     bar = progress_bar(total=config.adapt_steps, desc=f"adapting {task.name}", unit="step")
     try:
         return adapt(

@@ -46,6 +46,10 @@ class LiftConfig:
     adapt_temperature: float = field(default=1.0, metadata={"help": "SGLD temperature at test time"})
     adapt_keep_last: int = field(default=1, metadata={"help": "samples averaged in the predictive"})
     adapt_batch_size: int | None = field(default=None, metadata={"help": "defaults to batch_size"})
+    adapt_beta_scale: float = field(
+        default=1.0,
+        metadata={"help": "test-time width of the task prior: beta x this (1 = the model's own beta)"},
+    )
 
     def __post_init__(self) -> None:
         if self.k < 1 or any(k < 1 for k in self.extra_k):
@@ -55,7 +59,7 @@ class LiftConfig:
             raise ValueError(f"phi_update must be one of {PHI_UPDATES}, got {self.phi_update!r}")
         if self.preconditioner not in (None, "rmsprop"):
             raise ValueError(f"preconditioner must be None or 'rmsprop', got {self.preconditioner!r}")
-        for name in ("sigma", "beta", "tau", "step_size", "warmup_lr"):
+        for name in ("sigma", "beta", "tau", "step_size", "warmup_lr", "adapt_beta_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.burnin_steps < 0 or self.thin < 1:

@@ -1,0 +1,74 @@
+"""Post-hoc check of LiFT's test-time prior width on a benchmark's meta-test tasks.
+
+Takes one meta-trained LiFT state (a ``states/lift-*-seedS`` folder written by ``liftpeft bench``)
+and adapts every meta-test task under the learned prior with the task spread ``beta`` scaled by each
+of ``--scales`` (``adapt_beta_scale``; the state is reused, nothing is meta-trained). Prints one JSON
+line per (task, scale) and, with ``--reference``, a Markdown table against the rows of a results
+file (e.g. No-Meta-Train of the same seed). This is an analysis of a finished run, not tuning: the
+shipped configs are chosen on meta-dev tasks.
+
+    PYTHONPATH=src python benchmarks/prior_width.py --benchmark bigbench-cls \
+        --state runs/bigbench-cls-cpu-partial/states/lift-d3c4655f9d-seed0 --scales 1,10 \
+        --reference results/bigbench-cls/results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from liftpeft.bench import build_benchmark, load_bench_config
+from liftpeft.bench.runner import _load_state, _run_task, resolve_method
+from liftpeft.methods.base import build_method
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", required=True)
+    parser.add_argument("--state", required=True, help="a states/lift-*-seedS folder")
+    parser.add_argument("--scales", default="1,10", help="comma-separated adapt_beta_scale values")
+    parser.add_argument("--tasks", help="comma-separated task names (default: all meta-test tasks)")
+    parser.add_argument("--reference", help="results.jsonl whose rows of the same seed to compare with")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    seed = int(Path(args.state).name.rsplit("seed", 1)[1])
+    config = load_bench_config(args.benchmark)
+    data = build_benchmark(config["benchmark"], config["settings"])
+    state = _load_state(Path(args.state))
+    if state is None:
+        raise SystemExit(f"no LiFT state in {args.state}")
+    wanted = set(args.tasks.split(",")) if args.tasks else None
+    tasks = [t for t in data.test if wanted is None or t.name in wanted]
+    base, settings = resolve_method(config, "lift")
+    scores: dict[str, dict[str, float]] = defaultdict(dict)
+    for scale in (float(s) for s in args.scales.split(",")):
+        method = build_method(base, **{**settings, "adapt_beta_scale": scale})
+        for task in tasks:
+            row = _run_task(method, state, task, seed)
+            value = row["metrics"][row["primary_metric"]]
+            scores[f"lift beta x{scale:g}"][task.name] = value
+            print(
+                json.dumps({"task": task.name, "adapt_beta_scale": scale, "seed": seed, "score": value}),
+                flush=True,
+            )
+    if args.reference:
+        for line in Path(args.reference).read_text().splitlines():
+            row = json.loads(line)
+            if row["seed"] == seed and not row["method"].startswith("lift"):
+                scores[row["method"]][row["task"]] = row["metrics"][row["primary_metric"]]
+    names = [t.name for t in tasks]
+    print(f"\n| method (seed {seed}) | mean over {len(names)} tasks |\n|---|---|")
+    for method, per_task in scores.items():
+        if all(n in per_task for n in names):
+            print(f"| {method} | {statistics.mean(per_task[n] for n in names):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
