@@ -29,13 +29,24 @@ from liftpeft.methods.base import build_method
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--benchmark", required=True)
-    parser.add_argument("--state", required=True, help="a states/lift-*-seedS folder")
+    parser.add_argument("--benchmark", help="registered benchmark (to adapt)")
+    parser.add_argument("--state", help="a states/lift-*-seedS folder (to adapt)")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="OUT",
+        help="instead of adapting, tabulate JSON lines printed by earlier runs",
+    )
     parser.add_argument("--scales", default="1,10", help="comma-separated adapt_beta_scale values")
     parser.add_argument("--tasks", help="comma-separated task names (default: all meta-test tasks)")
     parser.add_argument("--reference", help="results.jsonl whose rows of the same seed to compare with")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize, args.reference)
+        return
+    if not (args.benchmark and args.state):
+        parser.error("--benchmark and --state are required unless --summarize is given")
     torch.set_num_threads(args.threads)
 
     seed = int(Path(args.state).name.rsplit("seed", 1)[1])
@@ -68,6 +79,45 @@ def main() -> None:
     for method, per_task in scores.items():
         if all(n in per_task for n in names):
             print(f"| {method} | {statistics.mean(per_task[n] for n in names):.4f} |")
+
+
+def summarize(outputs: list[str], reference: str | None) -> None:
+    """Mean over the tasks every method has, and paired t-tests over those tasks (scipy)."""
+    from scipy import stats
+
+    scores: dict[str, dict[str, float]] = defaultdict(dict)
+    seeds = set()
+    for path in outputs:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                scores[f"lift beta x{row['adapt_beta_scale']:g}"][row["task"]] = row["score"]
+                seeds.add(row["seed"])
+    if len(seeds) != 1:
+        raise SystemExit(f"expected rows of one seed, got {sorted(seeds)}")
+    (seed,) = seeds
+    if reference:
+        for line in Path(reference).read_text().splitlines():
+            row = json.loads(line)
+            if row["seed"] == seed and not row["method"].startswith("lift"):
+                scores[row["method"]][row["task"]] = row["metrics"][row["primary_metric"]]
+    tasks = sorted(set.intersection(*(set(v) for v in scores.values())))
+    names = list(scores)
+    print(
+        f"| method (seed {seed}, {len(tasks)} tasks) | mean | "
+        + " | ".join(f"p vs {n}" for n in names)
+        + " |"
+    )
+    print("|---|---|" + "---|" * len(names))
+    for a in names:
+        cells = []
+        for b in names:
+            if a == b:
+                cells.append("–")
+            else:
+                p = stats.ttest_rel([scores[a][t] for t in tasks], [scores[b][t] for t in tasks]).pvalue
+                cells.append(f"{p:.2g}")
+        print(f"| {a} | {statistics.mean(scores[a][t] for t in tasks):.4f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
