@@ -3,8 +3,8 @@
 Takes one meta-trained LiFT state (a ``states/lift-*-seedS`` folder written by ``liftpeft bench``)
 and adapts every meta-test task under the learned prior with the task spread ``beta`` scaled by each
 of ``--scales`` (``adapt_beta_scale``; the state is reused, nothing is meta-trained). Prints one JSON
-line per (task, scale) and, with ``--reference``, a Markdown table against the rows of a results
-file (e.g. No-Meta-Train of the same seed). This is an analysis of a finished run, not tuning: the
+line per (task, scale), then a Markdown table (means and paired t-tests over tasks), with
+``--reference`` against the rows of a results file (e.g. No-Meta-Train of the same seed). This is an analysis of a finished run, not tuning: the
 shipped configs are chosen on meta-dev tasks.
 
     PYTHONPATH=src python benchmarks/prior_width.py --benchmark bigbench-cls \
@@ -69,22 +69,13 @@ def main() -> None:
                 json.dumps({"task": task.name, "adapt_beta_scale": scale, "seed": seed, "score": value}),
                 flush=True,
             )
-    if args.reference:
-        for line in Path(args.reference).read_text().splitlines():
-            row = json.loads(line)
-            if row["seed"] == seed and not row["method"].startswith("lift"):
-                scores[row["method"]][row["task"]] = row["metrics"][row["primary_metric"]]
-    names = [t.name for t in tasks]
-    print(f"\n| method (seed {seed}) | mean over {len(names)} tasks |\n|---|---|")
-    for method, per_task in scores.items():
-        if all(n in per_task for n in names):
-            print(f"| {method} | {statistics.mean(per_task[n] for n in names):.4f} |")
+    _add_reference(scores, args.reference, seed)
+    print()
+    _table(scores, seed)
 
 
 def summarize(outputs: list[str], reference: str | None) -> None:
-    """Mean over the tasks every method has, and paired t-tests over those tasks (scipy)."""
-    from scipy import stats
-
+    """Tabulate the JSON lines that earlier adapting runs printed (all of one seed)."""
     scores: dict[str, dict[str, float]] = defaultdict(dict)
     seeds = set()
     for path in outputs:
@@ -96,11 +87,24 @@ def summarize(outputs: list[str], reference: str | None) -> None:
     if len(seeds) != 1:
         raise SystemExit(f"expected rows of one seed, got {sorted(seeds)}")
     (seed,) = seeds
-    if reference:
-        for line in Path(reference).read_text().splitlines():
-            row = json.loads(line)
-            if row["seed"] == seed and not row["method"].startswith("lift"):
-                scores[row["method"]][row["task"]] = row["metrics"][row["primary_metric"]]
+    _add_reference(scores, reference, seed)
+    _table(scores, seed)
+
+
+def _add_reference(scores: dict[str, dict[str, float]], reference: str | None, seed: int) -> None:
+    """Add the non-LiFT rows of ``seed`` from a ``results.jsonl`` (e.g. No-Meta, Union, zero-shot)."""
+    if not reference:
+        return
+    for line in Path(reference).read_text().splitlines():
+        row = json.loads(line)
+        if row["seed"] == seed and not row["method"].startswith("lift"):
+            scores[row["method"]][row["task"]] = row["metrics"][row["primary_metric"]]
+
+
+def _table(scores: dict[str, dict[str, float]], seed: int) -> None:
+    """Mean over the tasks every method has, and paired t-tests over those tasks (scipy)."""
+    from scipy import stats
+
     tasks = sorted(set.intersection(*(set(v) for v in scores.values())))
     names = list(scores)
     print(
