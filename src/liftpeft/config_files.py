@@ -19,6 +19,21 @@ class ConfigFileError(ValueError):
     """A configuration file that cannot be used; the message names the file."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping; merge the two entries", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a mapping from a ``.yaml`` / ``.yml`` / ``.toml`` file (``-`` in keys becomes ``_``)."""
     path = Path(path)
@@ -29,7 +44,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader subclass
         else:
             raise ConfigFileError(f"{path}: use a .yaml, .yml or .toml file")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:

@@ -121,3 +121,60 @@ def test_cli_first_seed_runs_a_slice_of_the_grid(tiny_config, tmp_path):
     assert {r["seed"] for r in read_rows(out / "results.jsonl")} == {0, 2}
     report = (out / "report.md").read_text()
     assert "Commands (in the order they ran):" in report and "--first-seed 2" in report
+
+
+def test_defaults_apply_to_methods_that_have_the_field(tmp_path):
+    from liftpeft.bench.runner import resolve_method
+
+    config = {
+        "benchmark": "rule-family",
+        "defaults": {"adapt_steps": 7, "meta_steps": 11, "sigma": 0.5},
+        "methods": {"maml": {"meta_steps": 13}},
+        "variants": {"maml-n3": {"method": "maml", "inner_steps": 3}},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    loaded = load_bench_config(path)
+    # no-meta has adapt_steps but neither meta_steps nor sigma: only the field it has is applied
+    assert resolve_method(loaded, "no-meta") == ("no-meta", {"adapt_steps": 7})
+    # the method's own entry wins over defaults; a variant layers on top of both
+    assert resolve_method(loaded, "maml")[1] == {"adapt_steps": 7, "meta_steps": 13}
+    assert resolve_method(loaded, "maml-n3")[1] == {"adapt_steps": 7, "meta_steps": 13, "inner_steps": 3}
+    assert resolve_method(loaded, "taskwise-bayes")[1] == {"adapt_steps": 7, "sigma": 0.5}
+    path.write_text(yaml.safe_dump({"benchmark": "rule-family", "defaults": {"adapt_stpes": 7}}))
+    with pytest.raises(ValueError, match="adapt_stpes"):
+        load_bench_config(path)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    from liftpeft.config_files import ConfigFileError
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("benchmark: rule-family\nmethods:\n  lift: {k: 2}\nmethods:\n  maml: {}\n")
+    with pytest.raises(ConfigFileError, match="'methods' appears twice"):
+        load_bench_config(path)
+
+
+def test_method_cost_rows_and_report_tables(tiny_config, tmp_path):
+    from liftpeft.bench.cost import measure_method_cost
+
+    config = {
+        **tiny_config,
+        "methods": {**TINY_METHODS, "maml": dict(meta_steps=4, meta_batch_size=4, adapt_steps=2)},
+        "variants": {"maml-n2": {"method": "maml", "inner_steps": 2}},
+    }
+    data = build_benchmark("rule-family", config["settings"])
+    costs = {}
+    for name in ("lift", "maml", "maml-n2", "no-meta"):
+        costs[name] = measure_method_cost(config, name, data, steps=(3, 6), adapt_steps=(1, 3), reps=1)
+    lift, maml2, plain = costs["lift"], costs["maml-n2"], costs["no-meta"]
+    assert lift["unit"] == "SGLD-Gibbs step" and lift["meta_iteration_seconds"] > 0 and lift["meta_ratio"] > 0
+    assert maml2["unit"] == "outer update" and maml2["base_method"] == "maml"
+    assert plain["unit"] is None and plain["meta_ratio"] is None and plain["adapt_ratio"] > 0
+    assert lift["n_train_tasks"] == 4 and lift["dim"] == data.problem.dim
+    run_bench(config, ["lift", "no-meta", "maml", "maml-n2"], [0], tmp_path, data=data)
+    (tmp_path / "cost.jsonl").write_text("".join(json.dumps(c) + "\n" for c in costs.values()))
+    text = write_report(tmp_path).read_text()
+    assert "## MAML inner steps" in text and "## Cost per iteration" in text
+    assert "| 2 | maml-n2 |" in text and "## Methods by family" in text and "### meta-learning" in text
+    assert f"N = 4 task adapters of d = {data.problem.dim}" in text

@@ -63,6 +63,7 @@ def load_bench_config(benchmark_or_file: str | os.PathLike) -> dict[str, Any]:
         )
     config.setdefault("settings", {})
     config.setdefault("methods", {})
+    config.setdefault("defaults", {})
     config.setdefault("variants", {})
     config.setdefault("reference", "lift")
     config.setdefault("default_methods", ["lift", "no-meta", "union"])
@@ -78,6 +79,12 @@ def validate_bench_config(config: dict[str, Any]) -> None:
     for name in config["methods"]:
         if name not in registry:
             raise ValueError(f"config sets method {name!r}, which is not registered (see `liftpeft methods`)")
+    known = {
+        f.name for info in registry.values() if info.config_class for f in dataclasses.fields(info.config_class)
+    }
+    unknown = sorted(set(config.get("defaults") or {}) - known)
+    if unknown:
+        raise ValueError(f"`defaults:` sets {unknown}, which no registered method has (see `liftpeft methods`)")
     for name, spec in config["variants"].items():
         if not isinstance(spec, dict) or spec.get("method") not in registry:
             raise ValueError(f"variant {name!r} needs `method:` naming a registered method")
@@ -85,14 +92,29 @@ def validate_bench_config(config: dict[str, Any]) -> None:
         resolve_method(config, name)  # builds the config: unknown fields fail here
 
 
+def _defaults_for(config: dict[str, Any], base: str) -> dict[str, Any]:
+    """The config's ``defaults:`` that ``base``'s configuration has a field for (others are skipped)."""
+    defaults = config.get("defaults") or {}
+    config_class = available_methods()[base].config_class
+    if not defaults or config_class is None:
+        return {}
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    return {key: value for key, value in defaults.items() if key in fields}
+
+
 def resolve_method(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
-    """``(registry name, settings)`` of a method or variant named in a run."""
+    """``(registry name, settings)`` of a method or variant named in a run.
+
+    Settings are layered: the config's ``defaults:`` (only the fields the method has), then its
+    ``methods:`` entry, then the variant's own settings.
+    """
     if name in config["variants"]:
         spec = dict(config["variants"][name])
         base = spec.pop("method")
-        settings = {**config["methods"].get(base, {}), **spec}
+        settings = {**_defaults_for(config, base), **config["methods"].get(base, {}), **spec}
     elif name in available_methods():
-        base, settings = name, dict(config["methods"].get(name, {}))
+        base = name
+        settings = {**_defaults_for(config, base), **config["methods"].get(name, {})}
     else:
         raise KeyError(
             f"unknown method or variant {name!r}; methods: {', '.join(available_methods())}; "
