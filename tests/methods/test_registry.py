@@ -50,3 +50,12 @@ def test_bad_settings_are_refused_with_a_message_naming_them(name):
     overrides, word = BAD[name]
     with pytest.raises(ValueError, match=word):
         build_method(name, **overrides)
+
+
+def test_every_method_names_its_family_for_reports():
+    from liftpeft.methods.base import available_methods
+
+    families = {name: info.family for name, info in available_methods().items()}
+    assert "other" not in families.values(), families
+    assert families["lift"] == "LiFT" and families["shared-bayes"] == "LiFT ablation"
+    assert families["maml"] == families["reptile"] == "meta-learning"

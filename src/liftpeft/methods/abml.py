@@ -187,6 +187,7 @@ def variational_finetune(
     "abml",
     "ABML: meta-learn a Gaussian prior over the adapter; per task a variational posterior refined on the ELBO",
     AbmlConfig,
+    family="Bayesian meta-learning",
 )
 class Abml:
     name = "abml"

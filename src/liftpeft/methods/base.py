@@ -73,18 +73,22 @@ class MethodInfo:
     description: str
     factory: Callable[..., Method]
     config_class: type | None
+    family: str = "other"
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, description: str, config_class: type | None = None):
-    """Class decorator adding a method to the registry (``liftpeft methods`` lists them)."""
+def register(name: str, description: str, config_class: type | None = None, family: str = "other"):
+    """Class decorator adding a method to the registry (``liftpeft methods`` lists them).
+
+    ``family`` groups methods in reports (``"LiFT"``, ``"LiFT ablation"``, ``"meta-learning"``, ...).
+    """
 
     def wrap(cls):
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
-        _REGISTRY[name] = MethodInfo(name, description, cls, config_class)
+        _REGISTRY[name] = MethodInfo(name, description, cls, config_class, family)
         cls.name = name
         return cls
 

@@ -218,6 +218,7 @@ def svgd_finetune(
     "bmaml",
     "BMAML: M adapter particles, SVGD inner loop, meta-learned initial particles (chaser loss)",
     BmamlConfig,
+    family="Bayesian meta-learning",
 )
 class Bmaml:
     name = "bmaml"

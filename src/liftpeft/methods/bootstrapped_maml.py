@@ -84,6 +84,7 @@ def bootstrapped_meta_gradient(
     "bootstrapped-maml",
     "Bootstrapped MAML: match the inner-adapted adapter to an L-step look-ahead target (parameter space)",
     BootstrappedMamlConfig,
+    family="meta-learning",
 )
 class BootstrappedMaml:
     name = "bootstrapped-maml"

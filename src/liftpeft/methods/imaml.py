@@ -148,6 +148,7 @@ def imaml_task_step(config: ImamlConfig):
     "imaml",
     "iMAML: meta-learn the initialisation by implicit gradients of a proximal inner problem (CG), then fine-tune",
     ImamlConfig,
+    family="meta-learning",
 )
 class Imaml:
     name = "imaml"

@@ -163,6 +163,7 @@ class _InitMixtureMethod:
     "maml-mix",
     "MAML-Mix: K MAML initialisations, tasks assigned by lowest adapted loss (hard EM); fine-tune the best",
     MamlMixConfig,
+    family="meta-learning",
 )
 class MamlMix(_InitMixtureMethod):
     name = "maml-mix"
@@ -190,6 +191,7 @@ class MamlMix(_InitMixtureMethod):
     "imaml-mix",
     "iMAML-Mix: K iMAML initialisations, tasks assigned by lowest adapted loss (hard EM); fine-tune the best",
     ImamlMixConfig,
+    family="meta-learning",
 )
 class ImamlMix(_InitMixtureMethod):
     name = "imaml-mix"

@@ -24,6 +24,7 @@ class LiftSampleApproxConfig(LiftConfig):
     "lift-sample-approx",
     "LiFT ablation: the phi step uses the visited task alone (one-task sample approximation)",
     LiftSampleApproxConfig,
+    family="LiFT ablation",
 )
 class LiftSampleApprox(Lift):
     name = "lift-sample-approx"

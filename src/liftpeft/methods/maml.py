@@ -89,6 +89,7 @@ class _InitMetaLearner:
     "maml",
     "MAML: meta-learn the initialisation through k inner SGD steps (second order), then fine-tune",
     MetaLearningConfig,
+    family="meta-learning",
 )
 class Maml(_InitMetaLearner):
     name = "maml"
@@ -99,6 +100,7 @@ class Maml(_InitMetaLearner):
     "fo-maml",
     "First-order MAML: MAML's meta-gradient without the inner loop's Hessians, then fine-tune",
     MetaLearningConfig,
+    family="meta-learning",
 )
 class FoMaml(_InitMetaLearner):
     name = "fo-maml"

@@ -92,6 +92,7 @@ def cluster_adapters(
     "mbc",
     "MBC: cluster per-task adapters by cosine similarity, one adapter per cluster; start from the nearest",
     MBCConfig,
+    family="adapter zoo",
 )
 class MBC:
     name = "mbc"

@@ -198,6 +198,7 @@ def train_multilora(
     "multilora",
     "Multi-LoRA: one LoRA A shared by all tasks (frozen by default), one B per task, trained in parallel",
     MultiLoraConfig,
+    family="multi-task",
 )
 class MultiLora:
     name = "multilora"
@@ -233,6 +234,7 @@ class LiftMultiLoraState:
     "lift-multilora",
     "LiFT's hierarchical prior over Multi-LoRA's per-task B matrices only, A shared and fixed at its init",
     LiftConfig,
+    family="LiFT variant",
 )
 class LiftMultiLora:
     name = "lift-multilora"

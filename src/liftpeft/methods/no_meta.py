@@ -9,7 +9,12 @@ from liftpeft.methods.finetune import FinetuneConfig, finetune_with
 from liftpeft.objective import TaskObjective
 
 
-@register("no-meta", "No-Meta-Train: fine-tune each new task from the PEFT initialisation", FinetuneConfig)
+@register(
+    "no-meta",
+    "No-Meta-Train: fine-tune each new task from the PEFT initialisation",
+    FinetuneConfig,
+    family="fine-tuning",
+)
 class NoMeta:
     name = "no-meta"
 

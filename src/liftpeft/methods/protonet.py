@@ -247,6 +247,7 @@ class ProtoNetLiteConfig(ProtoNetConfig):
     "protonet",
     "ProtoNet: episodic meta-training of the encoder adapter; classify by option prototypes (choice tasks)",
     ProtoNetConfig,
+    family="metric learning",
 )
 class ProtoNet:
     name = "protonet"
@@ -295,6 +296,7 @@ class ProtoNet:
     "protonet-lite",
     "ProtoNet-LITE: ProtoNet on whole support sets, back-propagating through a random subset only",
     ProtoNetLiteConfig,
+    family="metric learning",
 )
 class ProtoNetLite(ProtoNet):
     name = "protonet-lite"

@@ -53,6 +53,7 @@ def reptile_target(
     "reptile",
     "Reptile: move the initialisation towards each task's SGD-adapted weights, then fine-tune",
     ReptileConfig,
+    family="meta-learning",
 )
 class Reptile:
     name = "reptile"

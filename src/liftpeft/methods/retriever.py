@@ -98,6 +98,7 @@ class _Retriever:
     "retriever-mixture",
     "LoRA-Retriever mixture: average the outputs of the K most similar tasks' adapters, each fine-tuned",
     RetrieverConfig,
+    family="adapter zoo",
 )
 class RetrieverMixture(_Retriever):
     name = "retriever-mixture"
@@ -108,6 +109,7 @@ class RetrieverMixture(_Retriever):
     "retriever-fusion",
     "LoRA-Retriever fusion: average the parameters of the K most similar tasks' adapters, then fine-tune",
     RetrieverConfig,
+    family="adapter zoo",
 )
 class RetrieverFusion(_Retriever):
     name = "retriever-fusion"

@@ -121,6 +121,7 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
     "shared-bayes",
     "Non-hierarchical shared adapter (ablation): SGLD on the union posterior, its samples start test-time SGLD",
     SharedBayesConfig,
+    family="LiFT ablation",
 )
 class SharedBayes:
     name = "shared-bayes"

@@ -107,6 +107,7 @@ def sgld_adapt(
     "taskwise-bayes",
     "Bayesian No-Meta-Train (ablation): SGLD per new task under N(theta0, sigma^2), nothing shared",
     SGLDAdaptConfig,
+    family="LiFT ablation",
 )
 class TaskwiseBayes:
     name = "taskwise-bayes"

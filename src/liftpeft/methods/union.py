@@ -34,7 +34,10 @@ def train_on_union(problem: MetaProblem, steps: int, lr: float, batch_size: int,
 
 
 @register(
-    "union", "Union-Train: one adapter trained on all training tasks pooled, then fine-tuned", UnionConfig
+    "union",
+    "Union-Train: one adapter trained on all training tasks pooled, then fine-tuned",
+    UnionConfig,
+    family="fine-tuning",
 )
 class Union:
     name = "union"

@@ -60,6 +60,7 @@ class ZooLiftConfig(TaskAdapterConfig):
     "zoo-lift",
     "LiFT's mixture prior fitted to per-task fine-tuned adapters (no SGLD-Gibbs); adapt by SGLD under it",
     ZooLiftConfig,
+    family="adapter zoo",
 )
 class ZooLift:
     name = "zoo-lift"

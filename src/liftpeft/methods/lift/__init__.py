@@ -18,6 +18,7 @@ from liftpeft.objective import TaskObjective
     "lift",
     "LiFT: meta-learn a mixture prior over adapters by SGLD-Gibbs + online EM; adapt by SGLD under it",
     LiftConfig,
+    family="LiFT",
 )
 class Lift:
     """LiFT as a method: ``meta_train`` returns a ``LearnedPrior``, ``adapt`` returns samples ``(M, d)``."""
