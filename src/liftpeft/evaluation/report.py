@@ -43,27 +43,158 @@ def summary_table(summaries: list[MethodSummary], reference: str) -> str:
     return "\n".join(lines)
 
 
-def _sweeps(rows: list[dict[str, Any]], summaries: dict[str, MethodSummary], reference: str):
-    """(K, summary) and (sigma, summary) points of the reference method's variants."""
+def _configs(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     configs: dict[str, dict[str, Any]] = {}
     bases: dict[str, str] = {}
     for row in rows:
         configs.setdefault(row["method"], row.get("config", {}))
         bases.setdefault(row["method"], row.get("base_method", row["method"]))
-    ref_cfg = configs.get(reference)
-    if ref_cfg is None:
-        return [], []
-    ref_base = bases[reference]
-    same = [m for m in configs if bases[m] == ref_base]
-    k_points, s_points = [], []
-    for m in same:
-        c = configs[m]
-        differs = {k for k in set(c) | set(ref_cfg) if c.get(k) != ref_cfg.get(k)}
-        if differs <= {"k", "extra_k"} and "k" in c:
-            k_points.append((float(c["k"]), summaries[m]))
-        if differs <= {"sigma", "beta", "extra_k"} and "sigma" in c and c.get("sigma") == c.get("beta"):
-            s_points.append((float(c["sigma"]), summaries[m]))
-    return k_points, s_points
+    return configs, bases
+
+
+def _knob_points(
+    rows: list[dict[str, Any]], anchor: str, free: set[str], knob: str, tie: str | None = None
+) -> list[tuple[float, str]]:
+    """(value of ``knob``, method) of the methods with ``anchor``'s base method whose configuration
+    differs from ``anchor``'s only in the ``free`` fields (and, with ``tie``, has ``knob == tie``)."""
+    configs, bases = _configs(rows)
+    ref = configs.get(anchor)
+    if ref is None:
+        return []
+    points = []
+    for m, c in configs.items():
+        if bases[m] != bases[anchor] or knob not in c:
+            continue
+        # fields only one side has (added by a later version) do not count as differences
+        differs = {k for k in set(c) & set(ref) if c[k] != ref[k]}
+        if differs <= free and (tie is None or c.get(knob) == c.get(tie)):
+            points.append((float(c[knob]), m))
+    return sorted(points)
+
+
+def _sweeps(rows: list[dict[str, Any]], summaries: dict[str, MethodSummary], reference: str):
+    """(K, summary) and (sigma, summary) points of the reference method's variants."""
+    k_points = _knob_points(rows, reference, {"k", "extra_k"}, "k")
+    s_points = _knob_points(rows, reference, {"sigma", "beta", "extra_k"}, "sigma", tie="beta")
+    return [(x, summaries[m]) for x, m in k_points], [(x, summaries[m]) for x, m in s_points]
+
+
+def read_costs(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """Rows of ``cost.jsonl`` (written by ``benchmarks/method_cost.py``) keyed by method."""
+    path = results_dir / "cost.jsonl"
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {row["method"]: row for row in rows}
+
+
+def _family(base: str) -> str:
+    from liftpeft.methods.base import available_methods
+
+    info = available_methods().get(base)
+    return info.family if info is not None else "other"
+
+
+def _mib(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"×{value:.2f}"
+
+
+def cost_table(costs: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| method | family | meta-train iteration | s / iteration | vs plain step | adapt s / step | vs plain step "
+        "| peak MiB: meta-train | adapt | plain training |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, c in costs.items():
+        lines.append(
+            f"| {name} | {c.get('family', '–')} | {c.get('unit') or 'none'} | "
+            f"{_fmt(c.get('meta_iteration_seconds'), 4)} | {_x(c.get('meta_ratio'))} | "
+            f"{_fmt(c.get('adapt_step_seconds'), 4)} | {_x(c.get('adapt_ratio'))} | "
+            f"{_mib(c.get('meta_peak_increment_mib'))} | {_mib(c.get('adapt_peak_increment_mib'))} | "
+            f"{_mib(c.get('plain_peak_increment_mib'))} |"
+        )
+    return "\n".join(lines)
+
+
+def _cost_section(costs: dict[str, dict[str, Any]]) -> list[str]:
+    if not costs:
+        return []
+    parts = [
+        "",
+        "## Cost per iteration",
+        "",
+        "Measured by `benchmarks/method_cost.py`, one fresh process per method: plain training is one "
+        "AdamW step of No-Meta-Train's fine-tuning on one minibatch; a method's meta-training iteration and "
+        "adaptation step are timed at two counts and differenced (set-up costs cancel); ratios are medians "
+        "over repetitions interleaved with plain steps in the same process. Peak memory: increment over what "
+        "was in use before the call (resident set on a CPU, CUDA allocator on a GPU).",
+    ]
+    commands = list(dict.fromkeys(c["command"] for c in costs.values() if c.get("command")))
+    machines = list(dict.fromkeys(c["machine"] for c in costs.values() if c.get("machine")))
+    if commands:
+        parts += ["", "```", *commands, "```"]
+    if machines:
+        parts += ["", f"Machine: {'; '.join(machines)}."]
+    parts += ["", cost_table(costs)]
+    thinned = sorted({(name, c["timed_thin"]) for name, c in costs.items() if c.get("timed_thin")})
+    if thinned:
+        parts += [
+            "",
+            "LiFT-family chains were timed with the online-EM mixture update every "
+            + ", ".join(f"{t} (`{n}`)" for n, t in thinned)
+            + " steps (a short timed chain must keep K samples); runs update it every `thin` steps, "
+            "so their iterations cost at most this.",
+        ]
+    lift = costs.get("lift")
+    if lift and lift.get("meta_peak_increment_mib") is not None:
+        nd = lift["n_train_tasks"] * lift["dim"] * 4 / 2**20
+        parts += [
+            "",
+            f"LiFT's sampler holds N = {lift['n_train_tasks']} task adapters of d = {lift['dim']} floats "
+            f"(N d = {nd:.2f} MiB in fp32); its meta-training peak is "
+            f"{lift['meta_peak_increment_mib']:.1f} MiB against {lift['plain_peak_increment_mib']:.1f} MiB for "
+            "plain training.",
+        ]
+    return parts
+
+
+def _maml_section(rows, summaries: dict[str, MethodSummary], costs, metric: str) -> list[str]:
+    points = _knob_points(rows, "maml", {"inner_steps"}, "inner_steps")
+    if len(points) < 2:
+        return []
+    parts = [
+        "",
+        "## MAML inner steps",
+        "",
+        f"| inner steps | method | {metric} | meta-train s / iteration | vs plain step | peak MiB (meta-train) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for x, m in points:
+        s, c = summaries[m], costs.get(m, {})
+        parts.append(
+            f"| {x:g} | {m} | {s.mean:.4f} ± {s.std:.4f} | {_fmt(c.get('meta_iteration_seconds'), 4)} | "
+            f"{_x(c.get('meta_ratio'))} | {_mib(c.get('meta_peak_increment_mib'))} |"
+        )
+    return parts
+
+
+def _family_section(ordered: list[MethodSummary], bases: dict[str, str], reference: str) -> list[str]:
+    """The methods table again, one block per family, LiFT's ablations first."""
+    groups: dict[str, list[MethodSummary]] = defaultdict(list)
+    for s in ordered:
+        groups[_family(bases.get(s.method, s.method))].append(s)
+    if len(groups) < 3:
+        return []
+    order = ["LiFT", "LiFT ablation", "LiFT variant", "fine-tuning"]
+    names = [g for g in order if g in groups] + sorted(g for g in groups if g not in order)
+    parts = ["", "## Methods by family", ""]
+    for g in names:
+        parts += [f"### {g}", "", summary_table(groups[g], reference), ""]
+    return parts[:-1]
 
 
 def chain_traces(results_dir: Path) -> dict[str, dict[str, list[float]]]:
@@ -114,6 +245,16 @@ def write_report(
     figures.append(plots.traces(traces, out / "traces.png"))
     figures = [f for f in figures if f is not None]
     text = _markdown(run, rows, ordered, reference, benchmark, figures, k_points, s_points, traces)
+    _, bases = _configs(rows)
+    costs = read_costs(results_dir)
+    extra = [
+        *_family_section(ordered, bases, reference),
+        *_maml_section(rows, by_name, costs, ordered[0].metric),
+        *_cost_section(costs),
+    ]
+    if extra:
+        head, sep, tail = text.partition("\n## Figures\n")
+        text = head.rstrip("\n") + "\n" + "\n".join(extra) + "\n" + sep + tail
     from liftpeft.evaluation.html import markdown_to_html
 
     atomic_write_text(out / "report.html", markdown_to_html(text, out, title=f"{benchmark}: results"))
