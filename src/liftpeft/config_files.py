@@ -28,7 +28,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping; merge the two entries", key_node.start_mark
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping; merge the two entries",
+                    key_node.start_mark,
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)

@@ -80,11 +80,16 @@ def validate_bench_config(config: dict[str, Any]) -> None:
         if name not in registry:
             raise ValueError(f"config sets method {name!r}, which is not registered (see `liftpeft methods`)")
     known = {
-        f.name for info in registry.values() if info.config_class for f in dataclasses.fields(info.config_class)
+        f.name
+        for info in registry.values()
+        if info.config_class
+        for f in dataclasses.fields(info.config_class)
     }
     unknown = sorted(set(config.get("defaults") or {}) - known)
     if unknown:
-        raise ValueError(f"`defaults:` sets {unknown}, which no registered method has (see `liftpeft methods`)")
+        raise ValueError(
+            f"`defaults:` sets {unknown}, which no registered method has (see `liftpeft methods`)"
+        )
     for name, spec in config["variants"].items():
         if not isinstance(spec, dict) or spec.get("method") not in registry:
             raise ValueError(f"variant {name!r} needs `method:` naming a registered method")
