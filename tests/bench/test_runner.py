@@ -178,3 +178,31 @@ def test_method_cost_rows_and_report_tables(tiny_config, tmp_path):
     assert "## MAML inner steps" in text and "## Cost per iteration" in text
     assert "| 2 | maml-n2 |" in text and "## Methods by family" in text and "### meta-learning" in text
     assert f"N = 4 task adapters of d = {data.problem.dim}" in text
+
+
+def test_merge_split_grid_equals_one_run(tiny_config, tmp_path):
+    from liftpeft.bench.merge import merge_results
+    from liftpeft.cli.main import main
+
+    data = build_benchmark("rule-family", tiny_config["settings"])
+    run_bench(tiny_config, ["no-meta", "union"], [0], tmp_path / "a", data=data, command="cmd a")
+    run_bench(tiny_config, ["no-meta", "union"], [1], tmp_path / "b", data=data, command="cmd b")
+    run_bench(tiny_config, ["no-meta"], [1], tmp_path / "c", data=data, command="cmd c")  # overlaps b
+    added = merge_results([tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "all")
+    rows = read_rows(tmp_path / "all")
+    assert added["rows"] == len(rows) == 2 * 2 * 3  # methods x seeds x tasks, the overlap counted once
+    keys = {(r["method"], r["seed"], r["task"]) for r in rows}
+    assert len(keys) == len(rows)
+    run = json.loads((tmp_path / "all" / "run.json").read_text())
+    assert run["commands"] == ["cmd a", "cmd b", "cmd c"] and run["seeds"] == [0, 1]
+    assert len(list((tmp_path / "all" / "states").glob("union-*-seed*"))) == 2
+    # merging again adds nothing; a run of the merged directory resumes without new rows
+    assert merge_results([tmp_path / "a"], tmp_path / "all")["rows"] == 0
+    run_bench(tiny_config, ["no-meta", "union"], [0, 1], tmp_path / "all", data=data)
+    assert len(read_rows(tmp_path / "all")) == 12
+    # another split is refused, with a message naming both
+    run_bench(tiny_config, ["no-meta"], [0], tmp_path / "dev", split="dev", data=data)
+    with pytest.raises(ValueError, match="one benchmark and split"):
+        merge_results([tmp_path / "dev"], tmp_path / "all")
+    assert main(["bench", "--merge", str(tmp_path / "b"), "--out", str(tmp_path / "cli")]) == 0
+    assert len(read_rows(tmp_path / "cli")) == 6 and (tmp_path / "cli" / "report.md").is_file()

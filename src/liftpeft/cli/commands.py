@@ -58,6 +58,17 @@ def bench(args: argparse.Namespace) -> int:
     from liftpeft.progress import set_quiet
 
     set_quiet(args.quiet)
+    if args.merge:
+        from liftpeft.bench.merge import merge_results
+
+        if not args.out:
+            raise UsageError("--merge needs --out (the directory that receives the merged results)")
+        added = merge_results(args.merge, args.out)
+        print(
+            f"merged {added['rows']} rows and {added['states']} states into {args.out} ({added['total_rows']} rows)"
+        )
+        print(f"report:  {write_report(args.out)}")
+        return 0
     if not args.benchmark and not args.config:
         raise UsageError("missing --benchmark (or a --config file naming one)")
     config = load_bench_config(args.config or args.benchmark)

@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="benchmark setting, e.g. --set max_test_tasks=10"
     )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="instead of running: merge these results directories (a grid split over processes) into --out",
+    )
     p.set_defaults(handler="bench")
 
     p = _sub(
