@@ -52,7 +52,14 @@ def _one(args: argparse.Namespace) -> None:
     data = build_benchmark(config["benchmark"], config["settings"])
     device = config["settings"].get("device")
     row = measure_method_cost(
-        config, args.one, data, steps=args.steps, adapt_steps=args.adapt_steps, reps=args.reps, device=device
+        config,
+        args.one,
+        data,
+        steps=args.steps,
+        adapt_steps=args.adapt_steps,
+        reps=args.reps,
+        max_tasks=args.max_tasks,
+        device=device,
     )
     print(json.dumps(row))
 
@@ -68,6 +75,12 @@ def main() -> None:
     parser.add_argument("--steps", type=_pair, default=(10, 30), help="two meta-training iteration counts")
     parser.add_argument("--adapt-steps", type=_pair, default=(5, 15), help="two adaptation step counts")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--max-tasks",
+        type=int,
+        default=8,
+        help="training tasks timed for per-task-adapter methods (zoo, Multi-LoRA)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", help="benchmark setting KEY=VALUE (e.g. device=cuda)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per method")

@@ -163,7 +163,18 @@ def _cost_section(costs: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _maml_section(rows, summaries: dict[str, MethodSummary], costs, metric: str) -> list[str]:
-    points = _knob_points(rows, "maml", {"inner_steps"}, "inner_steps")
+    """MAML's inner-step table: accuracy where the variants ran, time and memory where they were costed."""
+    points = dict((m, x) for x, m in _knob_points(rows, "maml", {"inner_steps"}, "inner_steps"))
+    costed = {
+        m: c["settings"].get("inner_steps", 1)
+        for m, c in costs.items()
+        if c.get("base_method") == "maml" and isinstance(c.get("settings"), dict)
+    }
+    base_settings = costs.get("maml", {}).get("settings") or {}
+    for m, steps in costed.items():
+        other = {k: v for k, v in costs[m]["settings"].items() if k != "inner_steps"}
+        if other == {k: v for k, v in base_settings.items() if k != "inner_steps"}:
+            points.setdefault(m, float(steps))
     if len(points) < 2:
         return []
     parts = [
@@ -173,10 +184,11 @@ def _maml_section(rows, summaries: dict[str, MethodSummary], costs, metric: str)
         f"| inner steps | method | {metric} | meta-train s / iteration | vs plain step | peak MiB (meta-train) |",
         "|---|---|---|---|---|---|",
     ]
-    for x, m in points:
-        s, c = summaries[m], costs.get(m, {})
+    for m, x in sorted(points.items(), key=lambda item: item[1]):
+        s, c = summaries.get(m), costs.get(m, {})
+        score = f"{s.mean:.4f} ± {s.std:.4f}" if s is not None else "not run"
         parts.append(
-            f"| {x:g} | {m} | {s.mean:.4f} ± {s.std:.4f} | {_fmt(c.get('meta_iteration_seconds'), 4)} | "
+            f"| {x:g} | {m} | {score} | {_fmt(c.get('meta_iteration_seconds'), 4)} | "
             f"{_x(c.get('meta_ratio'))} | {_mib(c.get('meta_peak_increment_mib'))} |"
         )
     return parts
