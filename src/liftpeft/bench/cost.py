@@ -146,7 +146,10 @@ def measure_method_cost(
         unit = "per-task adapter step"  # one Multi-LoRA step takes a minibatch of every training task
     if unit == "per-task adapter step":
         # the same work for every task: time it on the first few tasks (memory then holds that many)
-        problem = dataclasses.replace(problem, train=list(problem.train)[:max_tasks])
+        full = info.config_class(**settings)
+        sizes = [getattr(full, key, None) for key in ("k", "n_clusters", "top_k")]  # what the zoo must hold
+        needed = max([v for v in sizes if isinstance(v, int)], default=0)
+        problem = dataclasses.replace(problem, train=list(problem.train)[: max(max_tasks, needed)])
         divisor = len(problem.train)
 
     def meta_train() -> tuple[Any, float | None, float | None]:
