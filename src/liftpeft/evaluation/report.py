@@ -163,7 +163,13 @@ def _cost_section(costs: dict[str, dict[str, Any]]) -> list[str]:
             f"LiFT's sampler holds N = {lift['n_train_tasks']} task adapters of d = {lift['dim']} floats "
             f"(N d = {nd:.2f} MiB in fp32); its meta-training peak is "
             f"{lift['meta_peak_increment_mib']:.1f} MiB against {lift['plain_peak_increment_mib']:.1f} MiB for "
-            "plain training.",
+            "plain training on one test task"
+            + (
+                f" and {costs['union']['meta_peak_increment_mib']:.1f} MiB for Union-Train on the pooled "
+                "training tasks (a prefix cache, where the backbone has one, fills during both)."
+                if (costs.get("union") or {}).get("meta_peak_increment_mib") is not None
+                else "."
+            ),
         ]
     return parts
 
