@@ -175,12 +175,9 @@ def test_method_cost_rows_and_report_tables(tiny_config, tmp_path):
     )
     lift, maml2, plain = costs["lift"], costs["maml-n2"], costs["no-meta"]
     assert lift["timed_tasks"] == 4
-    # times at this scale are milliseconds: differences are noisy (clipped at 0), only their presence is checked
-    assert (
-        lift["unit"] == "SGLD-Gibbs step"
-        and lift["meta_iteration_seconds"] >= 0
-        and lift["meta_ratio"] is not None
-    )
+    # times at this scale are milliseconds: differences are noisy (clipped at 0; a ratio over a plain step
+    # that read 0 is None), so only their presence is checked
+    assert lift["unit"] == "SGLD-Gibbs step" and lift["meta_iteration_seconds"] >= 0 and "meta_ratio" in lift
     assert maml2["unit"] == "outer update" and maml2["base_method"] == "maml"
     assert plain["unit"] is None and plain["meta_ratio"] is None and plain["adapt_step_seconds"] >= 0
     assert lift["n_train_tasks"] == 4 and lift["dim"] == data.problem.dim
