@@ -91,18 +91,14 @@ def main() -> None:
         return
 
     from liftpeft.atomic import atomic_write_text
+    from liftpeft.evaluation.report import read_costs
     from liftpeft.methods.base import available_methods
 
     names = args.methods.split(",") if args.methods else list(available_methods())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / COST_FILE
-    rows = {}
-    if target.is_file():
-        for line in target.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["method"]] = row
+    rows = read_costs(out)
     command = "PYTHONPATH=src python benchmarks/method_cost.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:]
     )

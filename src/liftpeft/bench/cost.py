@@ -47,7 +47,13 @@ _KNOBS: tuple[tuple[str, dict[str, Any], str], ...] = (
 )
 
 
-_THINNED = ("lift", "lift-sample-approx", "lift-multilora")
+def _is_chain(fields: set[str]) -> bool:
+    """A LiFT-style chain: a mixture of ``k`` components fitted to every ``thin``-th of ``steps``."""
+    return {"steps", "thin", "k"} <= fields
+
+
+def _largest_k(config: Any) -> int:
+    return max([config.k, *getattr(config, "extra_k", [])])
 
 
 def iteration_settings(
@@ -63,12 +69,11 @@ def iteration_settings(
     for knob, fixed, unit in _KNOBS:
         if knob in fields:
             out = {**settings, **{k: v for k, v in fixed.items() if k in fields}, knob: n}
-            if knob == "steps" and {"thin", "k"} <= fields:
+            if knob == "steps" and _is_chain(fields):
                 # the mixture needs k kept samples to start: keep more often than configured when the
                 # timed chain is short (the online-EM update then counts more than it does in a run)
                 full = config_class(**settings)
-                k = max([full.k, *full.extra_k]) if hasattr(full, "extra_k") else full.k
-                out["thin"] = max(1, min(full.thin, (shortest or n) // (k + 1)))
+                out["thin"] = max(1, min(full.thin, (shortest or n) // (_largest_k(full) + 1)))
             return out, unit
     return None
 
@@ -131,9 +136,9 @@ def measure_method_cost(
     base, settings = resolve_method(config, name)
     info = available_methods()[base]
     fields = {f.name for f in dataclasses.fields(info.config_class)} if info.config_class else set()
-    if base in _THINNED:  # the mixture starts from k kept samples: the short chain needs more than k steps
-        full = info.config_class(**settings)
-        shift = max(0, max([full.k, *full.extra_k]) + 1 - n1)
+    chain = _is_chain(fields)
+    if chain:  # the mixture starts from k kept samples: the short chain needs more than k steps
+        shift = max(0, _largest_k(info.config_class(**settings)) + 1 - n1)
         n1, n2 = n1 + shift, n2 + shift
     first = iteration_settings(base, settings, n1, shortest=n1)
     second = iteration_settings(base, settings, n2, shortest=n1)
@@ -199,7 +204,7 @@ def measure_method_cost(
         "adapt_steps": list(adapt_steps),
         "reps": reps,
         "unit": unit,
-        "timed_thin": first[0].get("thin") if first and base in _THINNED else None,
+        "timed_thin": first[0].get("thin") if first and chain else None,
         "plain_step_seconds": median([r[0] for r in records]),
         "plain_peak_increment_mib": last[1],
         "meta_iteration_seconds": median([r[2] for r in records]),

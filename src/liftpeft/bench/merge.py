@@ -15,13 +15,7 @@ from pathlib import Path
 
 from liftpeft.atomic import atomic_write_json, atomic_write_text
 from liftpeft.bench.runner import RESULTS_FILE, RUN_FILE
-
-
-def _rows(folder: Path) -> list[dict]:
-    path = folder / RESULTS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from liftpeft.evaluation.stats import read_rows
 
 
 def _key(row: dict) -> tuple:
@@ -43,7 +37,7 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
                 f"{folder} has no {RESULTS_FILE}; pass directories written by `liftpeft bench`"
             )
     out.mkdir(parents=True, exist_ok=True)
-    rows = _rows(out)
+    rows = read_rows(out) if (out / RESULTS_FILE).is_file() else []
     run = _run(out)
     seen = {_key(r) for r in rows}
     identity = (run.get("benchmark"), run.get("split")) if run else None
@@ -59,7 +53,7 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
                 f"{folder} holds {source_identity[0]!r} / {source_identity[1]!r} results, {out} holds "
                 f"{identity[0]!r} / {identity[1]!r}: merge runs of one benchmark and split only"
             )
-        for row in _rows(folder):
+        for row in read_rows(folder):
             if _key(row) not in seen:
                 rows.append(row)
                 seen.add(_key(row))
@@ -71,8 +65,6 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
             if command not in commands:
                 commands.append(command)
         run["commands"] = commands
-        run["seeds"] = sorted({r["seed"] for r in rows})
-        run["methods"] = list(dict.fromkeys(r["method"] for r in rows))
         states = folder / "states"
         for state in sorted(states.iterdir()) if states.is_dir() else []:
             target = out / "states" / state.name
@@ -82,6 +74,8 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
                 shutil.copytree(state, tmp)
                 os.replace(tmp, target)
                 added_states += 1
+    run["seeds"] = sorted({r["seed"] for r in rows})
+    run["methods"] = list(dict.fromkeys(r["method"] for r in rows))
     atomic_write_text(out / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_json(out / RUN_FILE, run)
     return {"rows": added_rows, "states": added_states, "total_rows": len(rows)}
