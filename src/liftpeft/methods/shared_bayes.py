@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from liftpeft.core.schedule import ChainSchedule
 from liftpeft.core.sgld import check_step_size, psgld_init, psgld_step, recommended_step_size, sgld_step
 from liftpeft.methods.base import MetaProblem, register
 from liftpeft.methods.taskwise_bayes import SGLDAdaptConfig, sgld_adapt
@@ -46,15 +47,13 @@ class SharedBayesConfig(SGLDAdaptConfig):
         for name in ("warmup_lr", "step_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.burnin_steps < 0:
-            raise ValueError("warmup_steps and burnin_steps must be >= 0")
-        if self.warmup_steps + self.burnin_steps >= self.meta_steps:
-            raise ValueError(
-                f"meta_steps ({self.meta_steps}) must exceed warmup_steps + burnin_steps "
-                f"({self.warmup_steps} + {self.burnin_steps}) so that posterior samples are collected"
-            )
-        if self.thin < 1 or self.kept_samples < 1 or self.meta_batch_size < 1:
-            raise ValueError("thin, kept_samples and meta_batch_size must be >= 1")
+        if self.kept_samples < 1 or self.meta_batch_size < 1:
+            raise ValueError("kept_samples and meta_batch_size must be >= 1")
+        _ = self.schedule  # validates the phase lengths
+
+    @property
+    def schedule(self) -> ChainSchedule:
+        return ChainSchedule(self.meta_steps, self.warmup_steps, self.burnin_steps, self.thin, "meta_steps")
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
 
@@ -100,9 +99,9 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
     optimizer = torch.optim.Adam([warm], lr=config.warmup_lr)
     state = psgld_init(theta)
     kept: collections.deque[torch.Tensor] = collections.deque(maxlen=config.kept_samples)
-    sampling_start = config.warmup_steps + config.burnin_steps
+    schedule = config.schedule
     for step in progress_bar(range(config.meta_steps), desc="shared-bayes sampling", unit="step"):
-        if step < config.warmup_steps:
+        if schedule.phase(step) == "warmup":
             warm.grad = -grad_log_posterior(warm.detach())
             optimizer.step()
             theta = warm.detach().clone()
@@ -112,7 +111,7 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
             theta = sgld_step(theta, grad, config.step_size, noise, config.temperature)
         else:
             theta, state = psgld_step(theta, grad, state, config.step_size, noise, config.temperature)
-        if step >= sampling_start and (step - sampling_start) % config.thin == 0:
+        if schedule.keeps(step):
             kept.append(theta.clone())
     return SharedPosterior(torch.stack(list(kept)), center)
 

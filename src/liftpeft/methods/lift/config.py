@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from liftpeft.core.gibbs import PHI_UPDATES
+from liftpeft.core.schedule import BURNIN_FRACTION, WARMUP_FRACTION, ChainSchedule, derived_phase_lengths
 
 
 @dataclass
@@ -29,9 +30,15 @@ class LiftConfig:
     phi_step_size: float | None = field(default=None, metadata={"help": "SGLD step for phi (cavity/exact)"})
     preconditioner: str | None = field(default="rmsprop", metadata={"help": "None or 'rmsprop' (pSGLD)"})
     steps: int = field(default=20_000, metadata={"help": "total meta-training steps"})
-    warmup_steps: int = field(default=1_000, metadata={"help": "noise-free optimisation steps first"})
+    warmup_steps: int | None = field(
+        default=None,
+        metadata={"help": f"noise-free optimisation steps first (default {WARMUP_FRACTION:.0%} of steps)"},
+    )
     warmup_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the warm-up"})
-    burnin_steps: int = field(default=2_000, metadata={"help": "SGLD steps before samples are kept"})
+    burnin_steps: int | None = field(
+        default=None,
+        metadata={"help": f"SGLD steps before samples are kept (default {BURNIN_FRACTION:.0%} of steps)"},
+    )
     thin: int = field(default=10, metadata={"help": "keep every thin-th phi as a posterior sample"})
     batch_size: int = field(default=16, metadata={"help": "examples per task minibatch"})
     tasks_per_step: int = field(default=1, metadata={"help": "tasks updated per SGLD-Gibbs step"})
@@ -62,26 +69,27 @@ class LiftConfig:
         for name in ("sigma", "beta", "tau", "step_size", "warmup_lr", "adapt_beta_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.burnin_steps < 0 or self.thin < 1:
-            raise ValueError("warmup_steps and burnin_steps must be >= 0 and thin >= 1")
-        if self.warmup_steps + self.burnin_steps >= self.steps:
-            raise ValueError(
-                f"steps ({self.steps}) must exceed warmup_steps + burnin_steps "
-                f"({self.warmup_steps} + {self.burnin_steps}) so that posterior samples are collected"
-            )
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        # Unset phase lengths follow from ``steps`` (stated fractions); the resolved values are stored.
+        self.warmup_steps, self.burnin_steps = derived_phase_lengths(
+            self.steps, self.warmup_steps, self.burnin_steps
+        )
+        self.schedule.require_samples(max([self.k, *self.extra_k]), f"a mixture of K={max([self.k, *self.extra_k])}")
         if self.adapt_method not in ("sgld", "map"):
             raise ValueError(f"adapt_method must be 'sgld' or 'map', got {self.adapt_method!r}")
         if self.batch_size < 1 or self.tasks_per_step < 1 or self.adapt_keep_last < 1:
             raise ValueError("batch_size, tasks_per_step and adapt_keep_last must be >= 1")
 
     @property
-    def sampling_steps(self) -> int:
-        return self.steps - self.warmup_steps - self.burnin_steps
+    def schedule(self) -> ChainSchedule:
+        """Warm-up, burn-in and thinning of the meta-training chain (raises if it keeps no sample)."""
+        return ChainSchedule(self.steps, self.warmup_steps, self.burnin_steps, self.thin)
 
     @property
     def n_samples(self) -> int:
         """Number of phi samples the mixture receives."""
-        return -(-self.sampling_steps // self.thin)
+        return self.schedule.n_samples
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -132,11 +132,7 @@ class LiftTrainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def phase(self, step: int) -> str:
-        if step < self.config.warmup_steps:
-            return "warmup"
-        if step < self.config.warmup_steps + self.config.burnin_steps:
-            return "burnin"
-        return "sampling"
+        return self.config.schedule.phase(step)
 
     def _grad_fn(self, tasks: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
         cfg = self.config
@@ -170,6 +166,7 @@ class LiftTrainer:
         elif self.workdir is not None:
             (self.workdir / METRICS_FILE).unlink(missing_ok=True)
         cfg = self.config
+        schedule = cfg.schedule
         bar = progress_bar(total=cfg.steps, desc="LiFT meta-training", initial=self.step, unit="step")
         loss_ema = math.nan
         try:
@@ -186,7 +183,7 @@ class LiftTrainer:
                         self.sampler.step(index, self._grad_fn(tasks))
                 except NonFiniteError as err:
                     raise MetaTrainingError(self._failure_message(err)) from None
-                if phase == "sampling" and (self.step - cfg.warmup_steps - cfg.burnin_steps) % cfg.thin == 0:
+                if schedule.keeps(self.step):
                     for mixture in self.mixtures.values():
                         mixture.partial_fit(self.sampler.phi)
                     self._record_trace()
