@@ -35,7 +35,7 @@ from liftpeft.bench.runner import resolve_method
 from liftpeft.evaluation.memory import measure_peak_memory
 from liftpeft.methods.base import MetaProblem, available_methods, build_method
 
-# (iteration field, settings that make every iteration the same kind of work, unit)
+# (a method's declared budget_field, settings that make every iteration the same kind of work, unit)
 _KNOBS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("steps", {"warmup_steps": 0, "burnin_steps": 0}, "SGLD-Gibbs step"),
     (
@@ -66,8 +66,9 @@ def iteration_settings(
     """
     config_class = available_methods()[base].config_class
     fields = {f.name for f in dataclasses.fields(config_class)} if config_class else set()
+    declared = available_methods()[base].budget_field  # the method says which setting iterates
     for knob, fixed, unit in _KNOBS:
-        if knob in fields:
+        if knob == declared:
             out = {**settings, **{k: v for k, v in fixed.items() if k in fields}, knob: n}
             if knob == "steps" and _is_chain(fields):
                 # the mixture needs k kept samples to start: keep more often than configured when the

@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from liftpeft._version import __version__
 from liftpeft.atomic import atomic_write_json
 from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build_benchmark
 from liftpeft.config_files import load_config_file
-from liftpeft.learned_prior import LearnedPrior
-from liftpeft.methods.base import available_methods, build_method, scoring_objective
+from liftpeft.methods.base import RunContext, available_methods, build_method, scoring_objective
+from liftpeft.methods.state_io import load_state, save_state
 from liftpeft.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -134,27 +133,11 @@ def resolve_method(config: dict[str, Any], name: str) -> tuple[str, dict[str, An
 
 # -- states -------------------------------------------------------------------------------------------
 def _save_state(folder: Path, state: Any) -> None:
-    if isinstance(state, LearnedPrior):
-        state.save(folder)
-        for k, sibling in state.siblings.items():
-            sibling.save(folder / f"k{k}")
-    elif isinstance(state, torch.Tensor):
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".state.safetensors.tmp"
-        save_file({"state": state.contiguous()}, str(tmp))
-        os.replace(tmp, folder / "state.safetensors")
+    save_state(folder, state)
 
 
-def _load_state(folder: Path) -> Any | None:
-    if (folder / "prior.json").is_file():
-        prior = LearnedPrior.load(folder)
-        prior.siblings = {
-            int(p.name[1:]): LearnedPrior.load(p) for p in folder.glob("k*") if (p / "prior.json").is_file()
-        }
-        return prior
-    if (folder / "state.safetensors").is_file():
-        return load_file(str(folder / "state.safetensors"))["state"]
-    return None
+def _load_state(folder: Path, state_types: tuple[type, ...] = ()) -> Any | None:
+    return load_state(folder, state_types)
 
 
 # -- the grid -----------------------------------------------------------------------------------------
@@ -209,14 +192,14 @@ def run_bench(
         for name, seed in grid:
             base, settings = resolved[name]
             method = build_method(base, **settings)
-            variants = _variant_names(name, method)
+            variants = _variant_names(name, method, base)
             pending = [t for t in tasks if any((v, seed, split, t.name) not in done for v in variants)]
             if not pending:
                 continue
             state, meta_seconds = _meta_trained(
-                method, data, out / "states" / _state_key(base, method, seed), seed
+                method, data, out / "states" / _state_key(base, method, seed), seed, base
             )
-            for variant, variant_state in _variant_states(name, state).items():
+            for variant, variant_state in _variant_states(name, state, base).items():
                 for task in pending:
                     if (variant, seed, split, task.name) in done:
                         continue
@@ -228,7 +211,7 @@ def run_bench(
                         seed=seed,
                         split=split,
                         meta_train_seconds=meta_seconds,
-                        config=_config_of(method, variant_state),
+                        config=_config_of(method, variant_state, base),
                     )
                     with results.open("a") as handle:
                         handle.write(json.dumps(row) + "\n")
@@ -256,42 +239,51 @@ def _command_history(run_file: Path, command: str | None) -> list[str]:
 
 
 def _state_key(base: str, method: Any, seed: int) -> str:
-    """Folder name of a meta-trained state: variants differing only in test-time (``adapt_*``)
-    settings share it, so a sweep over adaptation settings meta-trains once."""
+    """Folder name of a meta-trained state: variants differing only in the settings the method
+    declares test-time (``test_time_fields``) share it, so a sweep over them meta-trains once."""
     cfg = getattr(method, "config", None)
+    test_time = set(available_methods()[base].test_time_fields)
     meta = {
         k: v
         for k, v in (dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}).items()
-        if not k.startswith("adapt_")
+        if k not in test_time
     }
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{base}-{digest}-seed{seed}"
 
 
-def _variant_names(name: str, method: Any) -> list[str]:
-    extra = getattr(getattr(method, "config", None), "extra_k", None) or []
-    return [name, *(f"{name}-k{k}" for k in extra)]
+def _variant_names(name: str, method: Any, base: str) -> list[str]:
+    variants = available_methods()[base].variants
+    extra = variants.names(getattr(method, "config", None)) if variants is not None else []
+    return [name, *(f"{name}-{suffix}" for suffix in extra)]
 
 
-def _variant_states(name: str, state: Any) -> dict[str, Any]:
+def _variant_states(name: str, state: Any, base: str) -> dict[str, Any]:
     out = {name: state}
-    for k, sibling in getattr(state, "siblings", {}).items():
-        out[f"{name}-k{k}"] = sibling
+    variants = available_methods()[base].variants
+    if variants is not None:
+        out.update({f"{name}-{suffix}": s for suffix, s in variants.states(state).items()})
     return out
 
 
-def _meta_trained(method: Any, data: BenchmarkData, folder: Path, seed: int) -> tuple[Any, float]:
-    state = _load_state(folder)
+RUN_DIR = "run"  # a meta-training run's checkpoints, inside its state's folder
+
+
+def _meta_trained(method: Any, data: BenchmarkData, folder: Path, seed: int, base: str) -> tuple[Any, float]:
+    info = available_methods()[base]
+    state = _load_state(folder, info.state_types)
     seconds_file = folder / "meta_train_seconds.json"
     if state is not None and seconds_file.is_file():
         return state, json.loads(seconds_file.read_text())["seconds"]
     torch.manual_seed(seed)
     start = time.perf_counter()
-    state = method.meta_train(data.problem, seed)
+    if info.resumable_mid_run:  # a killed run continues from its last checkpoint in run/
+        state = method.meta_train(data.problem, seed, run=RunContext(folder / RUN_DIR, resume=True))
+    else:
+        state = method.meta_train(data.problem, seed)
     seconds = time.perf_counter() - start
     _save_state(folder, state)
-    if folder.is_dir():
-        atomic_write_json(seconds_file, {"seconds": seconds})
+    atomic_write_json(seconds_file, {"seconds": seconds})
     return state, seconds
 
 
@@ -315,10 +307,10 @@ def _run_task(method: Any, state: Any, task: Any, seed: int) -> dict[str, Any]:
     }
 
 
-def _config_of(method: Any, state: Any) -> dict[str, Any]:
+def _config_of(method: Any, state: Any, base: str) -> dict[str, Any]:
     cfg = getattr(method, "config", None)
     out = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
-    if isinstance(state, LearnedPrior):
-        out["k"] = state.n_components
-        out["extra_k"] = []
+    variants = available_methods()[base].variants
+    if variants is not None:
+        out.update(variants.row_settings(state))
     return out

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
     TaskVisit,
@@ -188,6 +189,10 @@ def variational_finetune(
     "ABML: meta-learn a Gaussian prior over the adapter; per task a variational posterior refined on the ELBO",
     AbmlConfig,
     family="Bayesian meta-learning",
+    state_types=(GaussianPrior,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class Abml:
     name = "abml"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -47,13 +48,30 @@ class MetaProblem:
         return self.theta0.shape[0]
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Where a meta-training run may checkpoint, and whether it continues from a checkpoint there.
+
+    ``workdir``: a folder for checkpoints (``None``: none are written); ``resume``: continue from the
+    checkpoint in ``workdir`` if there is one; ``checkpoint_every``: steps between checkpoints
+    (``None``: the method's own default). Methods declared ``resumable_mid_run=False`` ignore it.
+    """
+
+    workdir: Path | None = None
+    resume: bool = False
+    checkpoint_every: int | None = None
+
+
 class Method(Protocol):
     """A learning-to-fine-tune method."""
 
     name: str
 
     def meta_train(self, problem: MetaProblem, seed: int) -> Any:
-        """Learn from the training tasks; returns the method's state (a prior, an init, ...)."""
+        """Learn from the training tasks; returns the method's state (a prior, an init, ...).
+
+        A method registered with ``resumable_mid_run=True`` also takes ``run: RunContext | None``.
+        """
         ...
 
     def adapt(self, state: Any, task: TaskObjective, seed: int) -> torch.Tensor:
@@ -74,21 +92,64 @@ class MethodInfo:
     factory: Callable[..., Method]
     config_class: type | None
     family: str = "other"
+    state_types: tuple[type, ...] = ()
+    test_time_fields: tuple[str, ...] = ()
+    budget_field: str | None = None
+    resumable_mid_run: bool = False
+    variants: Any = None
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, description: str, config_class: type | None = None, family: str = "other"):
+def register(
+    name: str,
+    description: str,
+    config_class: type | None = None,
+    family: str = "other",
+    *,
+    state_types: tuple[type, ...] = (),
+    test_time_fields: tuple[str, ...] = (),
+    budget_field: str | None = None,
+    resumable_mid_run: bool = False,
+    variants: Any = None,
+):
     """Class decorator adding a method to the registry (``liftpeft methods`` lists them).
 
     ``family`` groups methods in reports (``"LiFT"``, ``"LiFT ablation"``, ``"meta-learning"``, ...).
+    What runners must not guess, the method declares:
+
+    * ``state_types``: the classes its meta-trained state may contain (``torch.Tensor`` for a plain
+      tensor); ``state_io.load_state`` resolves saved class names against these only;
+    * ``test_time_fields``: the settings that only affect adaptation (a sweep over them shares one
+      meta-trained state);
+    * ``budget_field``: the setting counting meta-training iterations (``None``: nothing iterates);
+    * ``resumable_mid_run``: ``meta_train`` takes ``run: RunContext`` and continues a killed run
+      from its last checkpoint (otherwise it restarts, deterministically, from scratch);
+    * ``variants``: an object with ``names(config) -> [suffix]``, ``states(state) -> {suffix: state}``
+      and ``row_settings(state) -> dict``: extra results of one meta-training (LiFT's ``extra_k``).
     """
 
     def wrap(cls):
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
-        _REGISTRY[name] = MethodInfo(name, description, cls, config_class, family)
+        if config_class is not None:
+            known = {f.name for f in dataclasses.fields(config_class)}
+            for declared in (*test_time_fields, *([budget_field] if budget_field else [])):
+                if declared not in known:
+                    raise ValueError(f"method {name!r} declares {declared!r}, which its config lacks")
+        _REGISTRY[name] = MethodInfo(
+            name,
+            description,
+            cls,
+            config_class,
+            family,
+            tuple(state_types),
+            tuple(test_time_fields),
+            budget_field,
+            resumable_mid_run,
+            variants,
+        )
         cls.name = name
         return cls
 

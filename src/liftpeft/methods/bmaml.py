@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
     TaskVisit,
@@ -219,6 +220,10 @@ def svgd_finetune(
     "BMAML: M adapter particles, SVGD inner loop, meta-learned initial particles (chaser loss)",
     BmamlConfig,
     family="Bayesian meta-learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class Bmaml:
     name = "bmaml"

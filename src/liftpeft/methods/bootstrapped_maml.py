@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
     TaskVisit,
@@ -85,6 +85,10 @@ def bootstrapped_meta_gradient(
     "Bootstrapped MAML: match the inner-adapted adapter to an L-step look-ahead target (parameter space)",
     BootstrappedMamlConfig,
     family="meta-learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class BootstrappedMaml:
     name = "bootstrapped-maml"

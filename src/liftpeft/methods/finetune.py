@@ -38,6 +38,10 @@ def finetune(
     return leaf.detach()
 
 
+# the settings of FinetuneConfig that only affect test-time adaptation
+FINETUNE_TEST_TIME = ("adapt_steps", "adapt_lr", "adapt_batch_size")
+
+
 @dataclass
 class FinetuneConfig:
     """Test-time fine-tuning shared by the point-estimate baselines."""

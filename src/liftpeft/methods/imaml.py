@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
     TaskVisit,
@@ -149,6 +149,10 @@ def imaml_task_step(config: ImamlConfig):
     "iMAML: meta-learn the initialisation by implicit gradients of a proximal inner problem (CG), then fine-tune",
     ImamlConfig,
     family="meta-learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class Imaml:
     name = "imaml"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.imaml import ImamlConfig, imaml_meta_gradient, proximal_inner_loop
 from liftpeft.methods.maml import maml_meta_gradient
 from liftpeft.methods.meta_learning import (
@@ -164,6 +164,10 @@ class _InitMixtureMethod:
     "MAML-Mix: K MAML initialisations, tasks assigned by lowest adapted loss (hard EM); fine-tune the best",
     MamlMixConfig,
     family="meta-learning",
+    state_types=(InitMixture,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class MamlMix(_InitMixtureMethod):
     name = "maml-mix"
@@ -192,6 +196,10 @@ class MamlMix(_InitMixtureMethod):
     "iMAML-Mix: K iMAML initialisations, tasks assigned by lowest adapted loss (hard EM); fine-tune the best",
     ImamlMixConfig,
     family="meta-learning",
+    state_types=(InitMixture,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class ImamlMix(_InitMixtureMethod):
     name = "imaml-mix"

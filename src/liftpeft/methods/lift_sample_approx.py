@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import register
 from liftpeft.methods.lift import Lift, LiftConfig
+from liftpeft.methods.lift.config import LIFT_TEST_TIME
+from liftpeft.methods.lift.variants import LIFT_VARIANTS
 
 
 @dataclass
@@ -25,6 +28,11 @@ class LiftSampleApproxConfig(LiftConfig):
     "LiFT ablation: the phi step uses the visited task alone (one-task sample approximation)",
     LiftSampleApproxConfig,
     family="LiFT ablation",
+    state_types=(LearnedPrior,),
+    test_time_fields=LIFT_TEST_TIME,
+    budget_field="steps",
+    resumable_mid_run=True,
+    variants=LIFT_VARIANTS,
 )
 class LiftSampleApprox(Lift):
     name = "lift-sample-approx"

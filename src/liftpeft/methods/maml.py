@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
     TaskVisit,
@@ -90,6 +90,10 @@ class _InitMetaLearner:
     "MAML: meta-learn the initialisation through k inner SGD steps (second order), then fine-tune",
     MetaLearningConfig,
     family="meta-learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class Maml(_InitMetaLearner):
     name = "maml"
@@ -101,6 +105,10 @@ class Maml(_InitMetaLearner):
     "First-order MAML: MAML's meta-gradient without the inner loop's Hessians, then fine-tune",
     MetaLearningConfig,
     family="meta-learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class FoMaml(_InitMetaLearner):
     name = "fo-maml"

@@ -24,7 +24,13 @@ import torch
 
 from liftpeft.core.kmeans import spherical_kmeans
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import FinetuneConfig, TaskAdapterConfig, finetune_with, train_task_adapters
+from liftpeft.methods.finetune import (
+    FINETUNE_TEST_TIME,
+    FinetuneConfig,
+    TaskAdapterConfig,
+    finetune_with,
+    train_task_adapters,
+)
 from liftpeft.methods.task_similarity import TextEmbedder, most_similar, resolve_embedder, task_keys
 from liftpeft.methods.union import train_on_union
 from liftpeft.objective import TaskObjective
@@ -93,6 +99,10 @@ def cluster_adapters(
     "MBC: cluster per-task adapters by cosine similarity, one adapter per cluster; start from the nearest",
     MBCConfig,
     family="adapter zoo",
+    state_types=(MBCState,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="task_steps",
+    resumable_mid_run=False,
 )
 class MBC:
     name = "mbc"

@@ -32,8 +32,9 @@ import torch
 from liftpeft.core.flat import FlatSpec
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import FinetuneConfig, finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig, finetune_with
 from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
+from liftpeft.methods.lift.config import LIFT_TEST_TIME
 from liftpeft.objective import SubspaceObjective, TaskObjective, sample_batch
 from liftpeft.progress import progress_bar
 
@@ -199,6 +200,10 @@ def train_multilora(
     "Multi-LoRA: one LoRA A shared by all tasks (frozen by default), one B per task, trained in parallel",
     MultiLoraConfig,
     family="multi-task",
+    state_types=(MultiLoraState, LoraParts),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class MultiLora:
     name = "multilora"
@@ -235,6 +240,10 @@ class LiftMultiLoraState:
     "LiFT's hierarchical prior over Multi-LoRA's per-task B matrices only, A shared and fixed at its init",
     LiftConfig,
     family="LiFT variant",
+    state_types=(LiftMultiLoraState, LearnedPrior, LoraParts),
+    test_time_fields=LIFT_TEST_TIME,
+    budget_field="steps",
+    resumable_mid_run=False,
 )
 class LiftMultiLora:
     name = "lift-multilora"

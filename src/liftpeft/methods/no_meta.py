@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import FinetuneConfig, finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig, finetune_with
 from liftpeft.objective import TaskObjective
 
 
@@ -14,6 +14,10 @@ from liftpeft.objective import TaskObjective
     "No-Meta-Train: fine-tune each new task from the PEFT initialisation",
     FinetuneConfig,
     family="fine-tuning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field=None,
+    resumable_mid_run=False,
 )
 class NoMeta:
     name = "no-meta"

@@ -39,7 +39,7 @@ import torch
 
 from liftpeft.evaluation.metrics import macro_f1
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import FinetuneConfig, finetune
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig, finetune
 from liftpeft.methods.union import train_on_union
 from liftpeft.objective import ChoiceEmbeddings, EmbeddingObjective, TaskObjective
 
@@ -248,6 +248,10 @@ class ProtoNetLiteConfig(ProtoNetConfig):
     "ProtoNet: episodic meta-training of the encoder adapter; classify by option prototypes (choice tasks)",
     ProtoNetConfig,
     family="metric learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class ProtoNet:
     name = "protonet"
@@ -297,6 +301,10 @@ class ProtoNet:
     "ProtoNet-LITE: ProtoNet on whole support sets, back-propagating through a random subset only",
     ProtoNetLiteConfig,
     family="metric learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class ProtoNetLite(ProtoNet):
     name = "protonet-lite"

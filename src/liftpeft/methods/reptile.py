@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import MetaLearningConfig, TaskVisit, run_meta_training, sgd_inner_loop
 from liftpeft.objective import TaskObjective, sample_batch
 
@@ -54,6 +54,10 @@ def reptile_target(
     "Reptile: move the initialisation towards each task's SGD-adapted weights, then fine-tune",
     ReptileConfig,
     family="meta-learning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class Reptile:
     name = "reptile"

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import FinetuneConfig, TaskAdapterConfig, finetune_with, train_task_adapters
+from liftpeft.methods.finetune import (
+    FINETUNE_TEST_TIME,
+    FinetuneConfig,
+    TaskAdapterConfig,
+    finetune_with,
+    train_task_adapters,
+)
 from liftpeft.methods.task_similarity import TextEmbedder, most_similar, resolve_embedder, task_keys
 from liftpeft.objective import TaskObjective
 
@@ -99,6 +105,10 @@ class _Retriever:
     "LoRA-Retriever mixture: average the outputs of the K most similar tasks' adapters, each fine-tuned",
     RetrieverConfig,
     family="adapter zoo",
+    state_types=(RetrieverState,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="task_steps",
+    resumable_mid_run=False,
 )
 class RetrieverMixture(_Retriever):
     name = "retriever-mixture"
@@ -110,6 +120,10 @@ class RetrieverMixture(_Retriever):
     "LoRA-Retriever fusion: average the parameters of the K most similar tasks' adapters, then fine-tune",
     RetrieverConfig,
     family="adapter zoo",
+    state_types=(RetrieverState,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="task_steps",
+    resumable_mid_run=False,
 )
 class RetrieverFusion(_Retriever):
     name = "retriever-fusion"

@@ -25,7 +25,7 @@ import torch
 from liftpeft.core.schedule import ChainSchedule
 from liftpeft.core.sgld import check_step_size, psgld_init, psgld_step, recommended_step_size, sgld_step
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.taskwise_bayes import SGLDAdaptConfig, sgld_adapt
+from liftpeft.methods.taskwise_bayes import SGLD_ADAPT_TEST_TIME, SGLDAdaptConfig, sgld_adapt
 from liftpeft.objective import TaskObjective, loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar
 
@@ -121,6 +121,10 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
     "Non-hierarchical shared adapter (ablation): SGLD on the union posterior, its samples start test-time SGLD",
     SharedBayesConfig,
     family="LiFT ablation",
+    state_types=(SharedPosterior,),
+    test_time_fields=SGLD_ADAPT_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class SharedBayes:
     name = "shared-bayes"

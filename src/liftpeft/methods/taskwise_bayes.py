@@ -21,6 +21,15 @@ from liftpeft.methods.base import MetaProblem, register
 from liftpeft.objective import TaskObjective, loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar
 
+SGLD_ADAPT_TEST_TIME = (
+    "adapt_steps",
+    "adapt_step_size",
+    "adapt_batch_size",
+    "adapt_method",
+    "adapt_temperature",
+    "adapt_keep_last",
+)
+
 
 @dataclass
 class SGLDAdaptConfig:
@@ -108,6 +117,10 @@ def sgld_adapt(
     "Bayesian No-Meta-Train (ablation): SGLD per new task under N(theta0, sigma^2), nothing shared",
     SGLDAdaptConfig,
     family="LiFT ablation",
+    state_types=(torch.Tensor,),
+    test_time_fields=SGLD_ADAPT_TEST_TIME,
+    budget_field=None,
+    resumable_mid_run=False,
 )
 class TaskwiseBayes:
     name = "taskwise-bayes"

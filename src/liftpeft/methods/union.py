@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.methods.base import MetaProblem, register
-from liftpeft.methods.finetune import FinetuneConfig, finetune_with
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig, finetune_with
 from liftpeft.objective import TaskObjective, sample_batch
 from liftpeft.progress import progress_bar
 
@@ -38,6 +38,10 @@ def train_on_union(problem: MetaProblem, steps: int, lr: float, batch_size: int,
     "Union-Train: one adapter trained on all training tasks pooled, then fine-tuned",
     UnionConfig,
     family="fine-tuning",
+    state_types=(torch.Tensor,),
+    test_time_fields=FINETUNE_TEST_TIME,
+    budget_field="meta_steps",
+    resumable_mid_run=False,
 )
 class Union:
     name = "union"

@@ -15,8 +15,17 @@ from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem, register
 from liftpeft.methods.finetune import TaskAdapterConfig, train_task_adapters
 from liftpeft.methods.lift import LiftConfig, adapt_to_task
+from liftpeft.methods.lift.variants import SINGLE_PRIOR
 from liftpeft.objective import TaskObjective
 from liftpeft.zoo import zoo_prior
+
+ZOO_LIFT_TEST_TIME = (
+    "adapt_steps",
+    "adapt_method",
+    "adapt_temperature",
+    "adapt_keep_last",
+    "adapt_batch_size",
+)
 
 
 @dataclass
@@ -61,6 +70,11 @@ class ZooLiftConfig(TaskAdapterConfig):
     "LiFT's mixture prior fitted to per-task fine-tuned adapters (no SGLD-Gibbs); adapt by SGLD under it",
     ZooLiftConfig,
     family="adapter zoo",
+    state_types=(LearnedPrior,),
+    test_time_fields=ZOO_LIFT_TEST_TIME,
+    budget_field="task_steps",
+    resumable_mid_run=False,
+    variants=SINGLE_PRIOR,
 )
 class ZooLift:
     name = "zoo-lift"

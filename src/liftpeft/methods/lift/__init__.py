@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 
 from liftpeft.learned_prior import LearnedPrior
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.lift.adapt import adapt_to_task
-from liftpeft.methods.lift.config import LiftConfig
+from liftpeft.methods.lift.config import LIFT_TEST_TIME, LiftConfig
 from liftpeft.methods.lift.trainer import LiftTrainer, MetaTrainingError
+from liftpeft.methods.lift.variants import LIFT_VARIANTS
 from liftpeft.objective import TaskObjective
 
 
@@ -19,6 +21,11 @@ from liftpeft.objective import TaskObjective
     "LiFT: meta-learn a mixture prior over adapters by SGLD-Gibbs + online EM; adapt by SGLD under it",
     LiftConfig,
     family="LiFT",
+    state_types=(LearnedPrior,),
+    test_time_fields=LIFT_TEST_TIME,
+    budget_field="steps",
+    resumable_mid_run=True,
+    variants=LIFT_VARIANTS,
 )
 class Lift:
     """LiFT as a method: ``meta_train`` returns a ``LearnedPrior``, ``adapt`` returns samples ``(M, d)``."""
@@ -29,9 +36,21 @@ class Lift:
         self.config = config or LiftConfig()
 
     def meta_train(
-        self, problem: MetaProblem, seed: int, workdir: str | os.PathLike | None = None, resume: bool = False
+        self,
+        problem: MetaProblem,
+        seed: int,
+        workdir: str | os.PathLike | None = None,
+        resume: bool = False,
+        *,
+        run: RunContext | None = None,
     ) -> LearnedPrior:
-        return LiftTrainer(problem, self.config, seed=seed, workdir=workdir).run(resume=resume)
+        """``run`` (or ``workdir`` / ``resume``): checkpoint the chain there and continue a killed run."""
+        config = self.config
+        if run is not None:
+            workdir, resume = run.workdir, run.resume and run.workdir is not None
+            if run.checkpoint_every is not None:
+                config = dataclasses.replace(config, checkpoint_every=run.checkpoint_every)
+        return LiftTrainer(problem, config, seed=seed, workdir=workdir).run(resume=resume)
 
     def adapt(self, state: LearnedPrior, task: TaskObjective, seed: int) -> torch.Tensor:
         return adapt_to_task(state, task, self.config, seed=seed).samples

@@ -8,6 +8,17 @@ from typing import Any
 from liftpeft.core.gibbs import PHI_UPDATES
 from liftpeft.core.schedule import BURNIN_FRACTION, WARMUP_FRACTION, ChainSchedule, derived_phase_lengths
 
+# the settings of LiftConfig that only affect test-time adaptation
+LIFT_TEST_TIME = (
+    "adapt_steps",
+    "adapt_step_size",
+    "adapt_method",
+    "adapt_temperature",
+    "adapt_keep_last",
+    "adapt_batch_size",
+    "adapt_beta_scale",
+)
+
 
 @dataclass
 class LiftConfig:

@@ -30,7 +30,7 @@ from liftpeft.core.warmup import HierarchicalWarmup
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem
 from liftpeft.methods.lift.checkpoint import load_checkpoint, save_checkpoint
-from liftpeft.methods.lift.config import LiftConfig
+from liftpeft.methods.lift.config import LIFT_TEST_TIME, LiftConfig
 from liftpeft.objective import loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar
 
@@ -39,6 +39,15 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 TRACE_DIRECTIONS = 3
 METRICS_FILE = "metrics.jsonl"
+
+
+# settings that do not change the chain: a checkpoint resumes a run that differs only in these
+_NOT_IN_CHAIN = (*LIFT_TEST_TIME, "checkpoint_every", "log_every")
+
+
+def _same_run(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    config = {k: v for k, v in fingerprint["config"].items() if k not in _NOT_IN_CHAIN}
+    return {**fingerprint, "config": config}
 
 
 class MetaTrainingError(RuntimeError):
@@ -117,7 +126,7 @@ class LiftTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["run"] != json.loads(json.dumps(self._fingerprint())):
+        if _same_run(state["run"]) != _same_run(json.loads(json.dumps(self._fingerprint()))):
             raise MetaTrainingError(
                 "the checkpoint was written by a run with other settings, tasks or seed; "
                 "resume with exactly the same arguments, or start a new run in another output directory"
