@@ -26,7 +26,7 @@ def test_the_readme_example_steps_alone_gives_a_valid_schedule():
 
 
 def test_too_few_samples_for_k_is_refused_when_the_config_is_built():
-    with pytest.raises(ValueError, match="keeps 2 samples.*too few for a mixture of K=5"):
+    with pytest.raises(ValueError, match=r"keeps 2 samples.*too few for a mixture of K=5"):
         LiftConfig(k=5, steps=1200, warmup_steps=1000, burnin_steps=180, thin=10)
     with pytest.raises(ValueError, match="must exceed warmup_steps"):
         LiftConfig(steps=2000, warmup_steps=1000, burnin_steps=2000)

@@ -86,7 +86,9 @@ class LiftConfig:
         self.warmup_steps, self.burnin_steps = derived_phase_lengths(
             self.steps, self.warmup_steps, self.burnin_steps
         )
-        self.schedule.require_samples(max([self.k, *self.extra_k]), f"a mixture of K={max([self.k, *self.extra_k])}")
+        self.schedule.require_samples(
+            max([self.k, *self.extra_k]), f"a mixture of K={max([self.k, *self.extra_k])}"
+        )
         if self.adapt_method not in ("sgld", "map"):
             raise ValueError(f"adapt_method must be 'sgld' or 'map', got {self.adapt_method!r}")
         if self.batch_size < 1 or self.tasks_per_step < 1 or self.adapt_keep_last < 1:
