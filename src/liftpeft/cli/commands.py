@@ -31,7 +31,8 @@ def _settings(
     merged.update(parse_assignments(getattr(args, "set", None)))
     for name in flags:
         value = getattr(args, name, None)
-        if value not in (None, False):
+        # None: flag not given; False: a store_true flag left off (``0 == False``, so no ``in`` test)
+        if value is not None and value is not False:
             merged[name] = value
     missing = [
         n.upper() if n in positional else f"--{n.replace('_', '-')}"
