@@ -27,5 +27,7 @@ def test_every_method_and_benchmark_is_documented():
 
 def test_readme_opens_with_the_two_commands():
     lines = (ROOT / "README.md").read_text().splitlines()
-    commands = [ln for ln in lines[:20] if ln.startswith("pip install torch==2.13.0")]
+    commands = [
+        ln for ln in lines[:20] if "pip install torch==2.13.0 && pip install -c constraints.txt" in ln
+    ]
     assert len(commands) == 2 and "liftpeft demo" in commands[0] and "pytest" in commands[1]
