@@ -30,7 +30,7 @@ def _meta_train(w, out, *flags):
     ("flags", "message"),
     [
         (["--k", "0"], "k and extra_k must be >= 1, got k=0"),
-        (["--steps", "0"], "steps (0) must exceed"),
+        (["--steps", "0"], "steps must be >= 1, got 0"),
     ],
 )
 def test_meta_train_zero_reaches_validation(workspace, tmp_path, capsys, flags, message):
