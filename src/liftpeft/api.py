@@ -11,11 +11,11 @@ adapters), adapt, export, evaluate.
 >>> prior = api.meta_train(model, tasks / "train", work / "prior", steps=60, warmup_steps=20,
 ...                        burnin_steps=10, k=1, sigma=1.0, beta=1.0, quiet=True)
 >>> adapted = api.adapt(work / "prior", tasks / "test" / "task-000", work / "adapter", steps=5)
->>> sorted(p.name for p in adapted.adapter_dir.iterdir())[:2]
-['README.md', 'adapter_config.json']
+>>> sorted(p.name for p in adapted.adapter_dir.iterdir() if not p.name.startswith("."))
+['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'liftpeft.json']
 >>> metrics = api.evaluate(model, tasks / "test" / "task-000", adapter=work / "adapter")
->>> 0.0 <= metrics["accuracy"] <= 1.0
-True
+>>> sorted(metrics)
+['accuracy', 'chance_accuracy', 'loss', 'macro_f1', 'n']
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from liftpeft.atomic import atomic_write_json
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem
 from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
+from liftpeft.methods.lift.config import LIFT_TEST_TIME
+from liftpeft.outputs import claim_output
 from liftpeft.peft_integration import (
     PeftBackbone,
     PeftTaskObjective,
@@ -76,6 +78,7 @@ def meta_train(
     *,
     seed: int = 0,
     resume: bool = False,
+    overwrite: bool = False,
     peft_config: Any = None,
     family: str = "auto",
     choice_head: str = "cross",
@@ -90,16 +93,18 @@ def meta_train(
     ``out`` receives the prior (``prior.safetensors``, ``prior.json``), the resolved configuration
     (``config.json``), checkpoints and a metrics log (``metrics.jsonl``; also TensorBoard event files
     in ``out/tensorboard`` with ``tensorboard=True`` if the ``tensorboard`` package is installed);
-    ``resume=True`` continues a killed run.
+    ``resume=True`` continues a killed run; ``overwrite=True`` replaces a prior already in ``out``
+    (only its own files). A non-empty ``out`` that holds no liftpeft prior is refused untouched.
     """
     progress.set_quiet(quiet)
     config = _lift_config(None, settings)
+    claim_output(out, "prior", overwrite=overwrite, resume=resume, can_resume=True, check_only=True)
     backbone = PeftBackbone(model, peft_config, family=family, choice_head=choice_head, seed=seed)
     task_list = _tasks(tasks)
     objectives = [PeftTaskObjective(backbone, t, max_length=max_length) for t in task_list]
     problem = MetaProblem(objectives, backbone.theta0, description=backbone.describe())
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    target = claim_output(out, "prior", overwrite=overwrite, resume=resume, can_resume=True)
+    out = target.path
     atomic_write_json(
         out / RESOLVED_CONFIG,
         {
@@ -132,6 +137,7 @@ def zoo_prior(
     family: str | None = None,
     choice_head: str | None = None,
     max_length: int = 256,
+    overwrite: bool = False,
     quiet: bool = False,
     **settings: Any,
 ) -> LearnedPrior:
@@ -143,9 +149,11 @@ def zoo_prior(
     ``seed``); the center is the backbone's PEFT initialisation (it does not enter test-time
     adaptation, whose prior is the mixture widened by ``beta``). ``settings`` are LiFT test-time
     settings stored with the prior for ``adapt`` (``adapt_steps``, ``step_size``, ``tau``, ...).
+    ``out`` follows ``meta_train``'s rule: a prior there is replaced only with ``overwrite=True``.
     """
     progress.set_quiet(quiet)
     config = _lift_config(None, {"k": k, "beta": beta, "sigma": sigma, **settings})
+    claim_output(out, "prior", overwrite=overwrite, check_only=True)
     zoo = load_adapter_zoo(adapters, model=model, family=family, choice_head=choice_head)
     stored = {**config.to_dict(), "max_length": max_length, "adapters": [str(d) for d in zoo.dirs]}
     prior = _zoo_prior_from_thetas(
@@ -159,19 +167,18 @@ def zoo_prior(
         task_names=zoo.names,
         config=stored,
     )
-    out = Path(out)
-    prior.save(out)
-    atomic_write_json(
-        out / RESOLVED_CONFIG,
-        {
-            "command": "zoo-prior",
-            "liftpeft_version": __version__,
-            "model": zoo.backbone.model_ref,
-            "seed": seed,
-            "backbone": zoo.backbone.describe(),
-            **stored,
-        },
-    )
+    resolved = {
+        "command": "zoo-prior",
+        "liftpeft_version": __version__,
+        "model": zoo.backbone.model_ref,
+        "seed": seed,
+        "backbone": zoo.backbone.describe(),
+        **stored,
+    }
+    target = claim_output(out, "prior", overwrite=overwrite, publish=True)
+    with target, target.build() as tmp:  # a prior there stays until this one is complete
+        prior.save(tmp)
+        atomic_write_json(tmp / RESOLVED_CONFIG, resolved)
     return prior
 
 
@@ -217,6 +224,7 @@ def adapt(
     model: str | os.PathLike | None = None,
     seed: int = 0,
     steps: int | None = None,
+    overwrite: bool = False,
     quiet: bool = False,
     **settings: Any,
 ) -> AdaptOutcome:
@@ -224,13 +232,23 @@ def adapt(
 
     ``model`` overrides where the base model is (it must be the model the prior was made for);
     ``settings`` override the prior's test-time settings (``adapt_step_size``, ``adapt_method``, ...).
+    ``out`` must be new, empty or a liftpeft adapter (replaced only with ``overwrite=True``, and
+    then only its own files); anything else is refused before adapting, and left untouched.
     """
     progress.set_quiet(quiet)
+    if out is not None:
+        claim_output(out, "adapter", overwrite=overwrite, check_only=True)
     learned = prior if isinstance(prior, LearnedPrior) else LearnedPrior.load(prior)
     backbone = backbone_from_description(learned.backbone, model=model)
     stored = {
         k: v for k, v in learned.config.items() if k in {f.name for f in dataclasses.fields(LiftConfig)}
     }
+    fixed = sorted(set(settings) - set(LIFT_TEST_TIME))
+    if fixed:
+        raise ValueError(
+            f"adapt takes only test-time settings, and {fixed} are fixed by the prior it was trained "
+            f"with (to widen the prior use adapt_beta_scale); valid: {sorted(LIFT_TEST_TIME)}"
+        )
     config = _lift_config(stored, {"adapt_steps": steps, **settings})
     the_task = _task(task)
     objective = PeftTaskObjective(backbone, the_task, max_length=int(learned.config.get("max_length", 256)))
@@ -240,7 +258,7 @@ def adapt(
         adapter_dir = export_adapter(
             backbone,
             result.theta,
-            out,
+            claim_output(out, "adapter", overwrite=overwrite, publish=True),
             metadata={
                 "adapted_on": the_task.name,
                 "seed": seed,

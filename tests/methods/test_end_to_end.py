@@ -1,5 +1,7 @@
 """Every registered method builds through the registry and runs meta_train + adapt on a tiny problem."""
 
+import math
+
 import pytest
 import torch
 
@@ -57,4 +59,6 @@ def test_method_meta_trains_and_adapts(name, tiny_problem):
     samples = method.adapt(state, task, seed=0)
     assert samples.dim() == 2 and samples.shape[1] == problem.dim and torch.isfinite(samples).all()
     metrics = scoring_objective(method, task).evaluate(samples, "test")
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n"] == task.n_examples("test")
+    n = task.n_examples("test")
+    assert metrics["n"] == n and math.isfinite(metrics["loss"]) and metrics["loss"] > 0
+    assert metrics["accuracy"] * n == pytest.approx(round(metrics["accuracy"] * n))  # a count of hits

@@ -16,6 +16,7 @@ from pathlib import Path
 from liftpeft.atomic import atomic_write_json, atomic_write_text
 from liftpeft.bench.runner import RESULTS_FILE, RUN_FILE
 from liftpeft.evaluation.stats import read_rows
+from liftpeft.outputs import claim_output
 
 
 def _key(row: dict) -> tuple:
@@ -36,7 +37,7 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
             raise FileNotFoundError(
                 f"{folder} has no {RESULTS_FILE}; pass directories written by `liftpeft bench`"
             )
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out, "bench", resume=True).path
     rows = read_rows(out) if (out / RESULTS_FILE).is_file() else []
     run = _run(out)
     seen = {_key(r) for r in rows}

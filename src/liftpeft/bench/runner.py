@@ -35,6 +35,7 @@ from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build
 from liftpeft.config_files import load_config_file
 from liftpeft.methods.base import RunContext, available_methods, build_method, scoring_objective
 from liftpeft.methods.state_io import load_state, save_state
+from liftpeft.outputs import claim_output
 from liftpeft.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,21 @@ def _load_state(folder: Path, state_types: tuple[type, ...] = ()) -> Any | None:
 
 
 # -- the grid -----------------------------------------------------------------------------------------
+def _check_same_benchmark(out: Path, benchmark: str) -> None:
+    """Refuse to mix two benchmarks' rows in one results directory."""
+    if not (out / RUN_FILE).is_file():
+        return
+    try:
+        previous = json.loads((out / RUN_FILE).read_text()).get("benchmark")
+    except ValueError:
+        raise ValueError(f"{out / RUN_FILE} is not valid JSON; give another --out directory") from None
+    if previous not in (None, benchmark):
+        raise ValueError(
+            f"--out {out} holds results of benchmark {previous!r}, not {benchmark!r}; "
+            "give another --out directory"
+        )
+
+
 def _done(results: Path) -> set[tuple[str, int, str, str]]:
     if not results.is_file():
         return set()
@@ -161,13 +177,23 @@ def run_bench(
     data: BenchmarkData | None = None,
     command: str | None = None,
 ) -> Path:
-    """Run every (method, seed) on the benchmark's ``split`` tasks; returns the results file."""
+    """Run every (method, seed) on the benchmark's ``split`` tasks; returns the results file.
+
+    ``out`` must be new, empty or this benchmark's results directory (rerunning continues it);
+    another benchmark's results or a foreign non-empty directory is refused untouched.
+    """
+    if not seeds:
+        raise ValueError("no seeds to run; give --seeds N with N >= 1")
+    if any(int(s) < 0 for s in seeds):
+        raise ValueError(f"seeds must be >= 0, got {list(seeds)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, "bench", resume=True, check_only=True)
+    _check_same_benchmark(out, config["benchmark"])
     methods = list(methods or config["default_methods"])
     resolved = {name: resolve_method(config, name) for name in methods}
     data = data or build_benchmark(config["benchmark"], config["settings"])
     tasks = data.tasks(split)
+    out = claim_output(out, "bench", resume=True).path
     atomic_write_json(
         out / RUN_FILE,
         {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+from pathlib import Path
 from typing import Any
 
 from liftpeft.config_files import load_config_file, parse_assignments
@@ -13,7 +15,32 @@ class UsageError(ValueError):
     """A missing or contradictory command-line argument (exit code 2)."""
 
 
+_OS_ADVICE = {
+    errno.ENOSPC: "free some disk space and rerun",
+    errno.EDQUOT: "free some disk space and rerun",
+    errno.EACCES: "check that you may write there, or choose another path",
+    errno.EPERM: "check that you may write there, or choose another path",
+    errno.EROFS: "that file system is read-only; choose another path",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "check the path",
+    errno.EISDIR: "give a file path, not a directory",
+}
+
+
+def _user_path(filename: Any) -> str:
+    """The path a user gave, not liftpeft's temporary beside it (``.name.xyz.tmp``, build folders)."""
+    path = Path(str(filename))
+    for i, part in enumerate(path.parts):
+        if part.startswith(".liftpeft-build-") or (part.startswith(".") and part.endswith(".tmp")):
+            return str(Path(*path.parts[:i]) if i else Path("."))
+    return str(path)
+
+
 def describe_error(err: BaseException) -> str:
+    """One line for the user; an OS error names the user's path (never a temporary) and what to do."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        advice = _OS_ADVICE.get(err.errno or 0, "check the path and rerun")
+        return f"{_user_path(err.filename)}: {err.strerror.lower()}; {advice}"
     text = str(err).strip() or type(err).__name__
     if isinstance(err, KeyError) and text.startswith(("'", '"')):
         text = text[1:-1]
@@ -125,7 +152,7 @@ def meta_train(args: argparse.Namespace) -> int:
 
     s = _settings(
         args,
-        ("model", "tasks", "out", "k", "steps", "seed", "resume", "tensorboard"),
+        ("model", "tasks", "out", "k", "steps", "seed", "resume", "overwrite", "tensorboard"),
         ("model", "tasks", "out"),
     )
     model, tasks, out = s.pop("model"), s.pop("tasks"), s.pop("out")
@@ -140,7 +167,9 @@ def meta_train(args: argparse.Namespace) -> int:
 def zoo_prior(args: argparse.Namespace) -> int:
     from liftpeft import api
 
-    s = _settings(args, ("adapters", "out", "k", "beta", "sigma", "seed", "model"), ("adapters", "out"))
+    s = _settings(
+        args, ("adapters", "out", "k", "beta", "sigma", "seed", "model", "overwrite"), ("adapters", "out")
+    )
     adapters, out = s.pop("adapters"), s.pop("out")
     prior = api.zoo_prior([adapters] if isinstance(adapters, str) else adapters, out, quiet=args.quiet, **s)
     print(
@@ -153,7 +182,9 @@ def zoo_prior(args: argparse.Namespace) -> int:
 def adapt(args: argparse.Namespace) -> int:
     from liftpeft import api
 
-    s = _settings(args, ("prior", "task", "out", "model", "steps", "seed"), ("prior", "task", "out"))
+    s = _settings(
+        args, ("prior", "task", "out", "model", "steps", "seed", "overwrite"), ("prior", "task", "out")
+    )
     outcome = api.adapt(s.pop("prior"), s.pop("task"), s.pop("out"), quiet=args.quiet, **s)
     print(f"adapter written to {outcome.adapter_dir}")
     return 0

@@ -27,6 +27,21 @@ def _sub(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _overwrite(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace a liftpeft {kind} already in --out (only its own files; anything else is kept)",
+    )
+
+
+# What a Ctrl-C leaves behind, per command (the default: nothing half-written).
+_INTERRUPTED = {
+    "meta-train": "the last checkpoint is kept in --out; rerun the same command with --resume to continue",
+    "bench": "finished results are kept in --out; rerun the same command to continue",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liftpeft",
@@ -53,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="meta-training steps (default 20000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
+    _overwrite(p, "prior")
     p.add_argument(
         "--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)"
     )
@@ -76,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, help="std of the top-level prior (default 0.01)")
     p.add_argument("--seed", type=int, help="seed of the k-means++ initialisation (default 0)")
     p.add_argument("--model", help="where the base model is, if it moved since the adapters were made")
+    _overwrite(p, "prior")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="test-time LiFT setting stored with the prior"
     )
@@ -93,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="where the base model is, if it moved since meta-training")
     p.add_argument("--steps", type=int, help="adaptation steps (default: the prior's setting)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    _overwrite(p, "adapter")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="test-time setting, e.g. --set adapt_method=map"
     )
@@ -192,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"liftpeft {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("liftpeft: interrupted; the last checkpoint is kept (rerun with --resume)", file=sys.stderr)
+        left = _INTERRUPTED.get(args.command, "nothing half-written was left behind")
+        print(f"liftpeft {args.command}: interrupted; {left}", file=sys.stderr)
         return 130
     except Exception as err:  # one clear line for users; --debug shows the traceback
         if getattr(args, "debug", False):

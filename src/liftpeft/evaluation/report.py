@@ -12,6 +12,7 @@ from typing import Any
 from liftpeft.atomic import atomic_write_text
 from liftpeft.evaluation import plots
 from liftpeft.evaluation.stats import MethodSummary, read_rows, summarize
+from liftpeft.outputs import claim_output
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -250,8 +251,11 @@ def write_report(
 ) -> Path:
     """Write ``report.md``, ``report.html`` and PNG plots into ``out`` (default: the results directory)."""
     results_dir = Path(results_dir)
-    out = Path(out) if out is not None else results_dir
-    out.mkdir(parents=True, exist_ok=True)
+    read_rows(results_dir)  # refuses a directory without results before anything is written
+    if out is None or Path(out).resolve() == results_dir.resolve():
+        out = claim_output(results_dir, "bench", resume=True).path
+    else:  # a report of its own: regenerated in place, never over someone else's files
+        out = claim_output(out, "report", overwrite=True).path
     run = json.loads((results_dir / "run.json").read_text()) if (results_dir / "run.json").is_file() else {}
     rows = read_rows(results_dir)
     reference = reference or run.get("reference", "lift")

@@ -101,6 +101,28 @@ def config_fingerprint(config: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_SAMPLE = 256  # elements sampled per tensor for the weights fingerprint
+
+
+def weights_fingerprint(model: Any, skip: Any = ()) -> str:
+    """A short hash of a model's loaded weights: a fixed strided sample of every parameter tensor
+    except ``skip`` (those initialised anew rather than loaded), cast to bfloat16 so the same
+    checkpoint loaded in another dtype gives the same hash. Cheap for any model size; two models of
+    one architecture with other weights (another fine-tune, another seed) differ."""
+    skipped = set(skip)
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            if name in skipped or not tensor.is_floating_point():
+                continue
+            flat = tensor.detach().reshape(-1)
+            index = torch.linspace(0, flat.numel() - 1, min(_SAMPLE, flat.numel())).long()
+            sample = flat[index].to("cpu", torch.bfloat16).view(torch.int16)
+            digest.update(name.encode())
+            digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _offline_hint(model: str) -> str:
     if Path(model).exists():
         return f"{model} exists but is not a loadable transformers model directory (config.json and weights)"
@@ -247,17 +269,21 @@ class PeftBackbone:
             AutoModelForSequenceClassification,
         )
 
-        kwargs: dict[str, Any] = {"dtype": dtype}
+        kwargs: dict[str, Any] = {"dtype": dtype, "output_loading_info": True}
         try:
             if self.family == "causal":
-                return AutoModelForCausalLM.from_pretrained(self.model_ref, **kwargs)
-            if self.family == "seq2seq":
-                return AutoModelForSeq2SeqLM.from_pretrained(self.model_ref, **kwargs)
-            if self.choice_head == "cross":
-                return AutoModelForSequenceClassification.from_pretrained(
+                base, info = AutoModelForCausalLM.from_pretrained(self.model_ref, **kwargs)
+            elif self.family == "seq2seq":
+                base, info = AutoModelForSeq2SeqLM.from_pretrained(self.model_ref, **kwargs)
+            elif self.choice_head == "cross":
+                base, info = AutoModelForSequenceClassification.from_pretrained(
                     self.model_ref, num_labels=1, **kwargs
                 )
-            return AutoModel.from_pretrained(self.model_ref, **kwargs)
+            else:
+                base, info = AutoModel.from_pretrained(self.model_ref, **kwargs)
+            # new heads are random (seeded): only the weights read from the checkpoint identify it
+            self.weights_fingerprint = weights_fingerprint(base, skip=info.get("missing_keys", ()))
+            return base
         except (OSError, ValueError) as err:
             raise ModelLoadError(
                 f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}"
@@ -314,6 +340,7 @@ class PeftBackbone:
         return {
             "model": self.model_ref,
             "config_fingerprint": self.config_fingerprint,
+            "weights_fingerprint": self.weights_fingerprint,
             "family": self.family,
             "choice_head": self.choice_head,
             "peft_config": _jsonable(self.peft_config.to_dict()),
@@ -329,6 +356,12 @@ class PeftBackbone:
             problems.append(
                 f"it was made for base model {description.get('model')!r}, whose architecture differs from "
                 f"{self.model_ref!r}"
+            )
+        weights = description.get("weights_fingerprint")
+        if not problems and weights is not None and weights != self.weights_fingerprint:
+            problems.append(
+                f"it was made for base model {description.get('model')!r}; {self.model_ref!r} has the "
+                "same architecture but other weights"
             )
         for key in ("family", "choice_head"):
             theirs = description.get(key)

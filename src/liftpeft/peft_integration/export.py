@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from liftpeft.atomic import atomic_directory, atomic_write_json
+from liftpeft.atomic import atomic_write_json
+from liftpeft.outputs import OutputDir, claim_output
 from liftpeft.peft_integration.backbone import BackboneMismatchError, PeftBackbone
 
 METADATA_FILE = "liftpeft.json"
@@ -23,21 +24,32 @@ METADATA_FILE = "liftpeft.json"
 def export_adapter(
     backbone: PeftBackbone,
     theta: torch.Tensor,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | OutputDir,
     metadata: dict[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """Save ``theta`` as a ``peft`` adapter directory (written atomically; replaces ``out_dir``)."""
-    out_dir = Path(out_dir)
+    """Save ``theta`` as a ``peft`` adapter directory.
+
+    ``out_dir`` is claimed as an ``adapter`` output (``liftpeft.outputs``): a non-empty directory
+    that is not a liftpeft adapter is refused untouched; an existing liftpeft adapter is replaced
+    only with ``overwrite``, and then only its own files. Files are built aside and renamed in.
+    """
+    target = (
+        out_dir
+        if isinstance(out_dir, OutputDir)
+        else claim_output(out_dir, "adapter", overwrite=overwrite, publish=True)
+    )
     previous = backbone.get_theta()
     backbone.set_theta(theta)
     try:
-        with atomic_directory(out_dir) as tmp:
+        with target, target.build() as tmp:
             backbone.model.save_pretrained(tmp)
             _fix_base_reference(tmp, backbone.model_ref)
             atomic_write_json(tmp / METADATA_FILE, {"backbone": backbone.describe(), **(metadata or {})})
     finally:
         backbone.set_theta(previous)
-    return out_dir
+    return target.path
 
 
 def _fix_base_reference(folder: Path, model_ref: str) -> None:

@@ -107,11 +107,24 @@ def read_task(folder: str | os.PathLike) -> Task:
 
 
 def read_task_collection(folder: str | os.PathLike) -> list[Task]:
-    """Read every task folder inside ``folder`` (sorted by name)."""
+    """Read every task folder inside ``folder`` (sorted by name).
+
+    Every visible sub-folder must be a task: one without ``train.jsonl`` (a typo, a misplaced
+    folder) is an error rather than a task silently left out. Hidden folders (``.name``) are skipped.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"task collection {folder} does not exist")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "train.jsonl").exists())
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    broken = [p for p in subdirs if not (p / "train.jsonl").is_file()]
+    if broken and len(broken) < len(subdirs):
+        found = sorted(q.name for q in broken[0].iterdir())[:4]
+        raise TaskFormatError(
+            f"{broken[0]} has no train.jsonl (it holds {found or 'nothing'}); every folder in the task "
+            f"collection {folder} must be a task: add train.jsonl or move the folder out"
+            + (f" ({len(broken)} such folders)" if len(broken) > 1 else "")
+        )
+    subdirs = [p for p in subdirs if p not in broken]
     if not subdirs:
         raise TaskFormatError(
             f"{folder}: no task folders found; a collection is a folder of <task>/train.jsonl folders"
