@@ -29,13 +29,9 @@ from typing import Any
 
 import torch
 
-from liftpeft import progress
-from liftpeft._version import __version__
-from liftpeft.atomic import atomic_write_json
+from liftpeft import progress, service
 from liftpeft.learned_prior import LearnedPrior
-from liftpeft.methods.base import MetaProblem
-from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
-from liftpeft.methods.lift.config import LIFT_TEST_TIME
+from liftpeft.methods.base import MetaProblem, available_methods, build_method
 from liftpeft.outputs import claim_output
 from liftpeft.peft_integration import (
     PeftBackbone,
@@ -49,8 +45,6 @@ from liftpeft.tasks import Task, read_task, read_task_collection
 from liftpeft.zoo import load_adapter_zoo
 from liftpeft.zoo import zoo_prior as _zoo_prior_from_thetas
 
-RESOLVED_CONFIG = "config.json"
-
 
 def _tasks(tasks: str | os.PathLike | Sequence[Task]) -> list[Task]:
     if isinstance(tasks, (str, os.PathLike)):
@@ -62,20 +56,12 @@ def _task(task: str | os.PathLike | Task) -> Task:
     return read_task(task) if isinstance(task, (str, os.PathLike)) else task
 
 
-def _lift_config(base: dict[str, Any] | None, overrides: dict[str, Any]) -> LiftConfig:
-    fields = {f.name for f in dataclasses.fields(LiftConfig)}
-    merged = {**(base or {}), **{k: v for k, v in overrides.items() if v is not None}}
-    unknown = sorted(set(merged) - fields)
-    if unknown:
-        raise TypeError(f"unknown LiFT setting(s) {unknown}; valid settings: {sorted(fields)}")
-    return LiftConfig(**merged)
-
-
 def meta_train(
     model: str | os.PathLike,
     tasks: str | os.PathLike | Sequence[Task],
     out: str | os.PathLike,
     *,
+    method: str = "lift",
     seed: int = 0,
     resume: bool = False,
     overwrite: bool = False,
@@ -86,43 +72,40 @@ def meta_train(
     quiet: bool = False,
     tensorboard: bool = False,
     **settings: Any,
-) -> LearnedPrior:
-    """Meta-train a LiFT prior on a task collection and save it to ``out``.
+) -> service.MetaTrained:
+    """Meta-train any registered ``method`` (default LiFT) on a task collection; save it to ``out``.
 
-    ``settings`` are ``LiftConfig`` fields (``k``, ``steps``, ``sigma``, ``beta``, ``step_size``, ...).
-    ``out`` receives the prior (``prior.safetensors``, ``prior.json``), the resolved configuration
-    (``config.json``), checkpoints and a metrics log (``metrics.jsonl``; also TensorBoard event files
-    in ``out/tensorboard`` with ``tensorboard=True`` if the ``tensorboard`` package is installed);
-    ``resume=True`` continues a killed run; ``overwrite=True`` replaces a prior already in ``out``
-    (only its own files). A non-empty ``out`` that holds no liftpeft prior is refused untouched.
+    ``settings`` are the method's config fields (LiFT: ``k``, ``steps``, ``sigma``, ``beta``, ...;
+    ``liftpeft methods`` lists the methods). ``out`` receives the artefact (the state, e.g.
+    ``prior.safetensors`` + ``prior.json`` for LiFT, and ``method.json`` with the resolved settings
+    and backbone), and ``out/run`` the checkpoints and metrics log (``metrics.jsonl``; TensorBoard
+    event files in ``out/tensorboard`` with ``tensorboard=True`` if ``tensorboard`` is installed).
+    ``resume=True`` continues a killed run; ``overwrite=True`` replaces an artefact already in
+    ``out`` (only its own files). A non-empty ``out`` that holds no liftpeft artefact is refused.
     """
     progress.set_quiet(quiet)
-    config = _lift_config(None, settings)
+    build_method(method, **settings)  # bad settings are refused before the model loads
     claim_output(out, "prior", overwrite=overwrite, resume=resume, can_resume=True, check_only=True)
     backbone = PeftBackbone(model, peft_config, family=family, choice_head=choice_head, seed=seed)
     task_list = _tasks(tasks)
     objectives = [PeftTaskObjective(backbone, t, max_length=max_length) for t in task_list]
     problem = MetaProblem(objectives, backbone.theta0, description=backbone.describe())
-    target = claim_output(out, "prior", overwrite=overwrite, resume=resume, can_resume=True)
-    out = target.path
-    atomic_write_json(
-        out / RESOLVED_CONFIG,
-        {
+    on_log = _tensorboard_logger(Path(out) / "tensorboard") if tensorboard else None
+    return service.meta_train(
+        method,
+        settings,
+        problem,
+        out,
+        seed=seed,
+        resume=resume,
+        overwrite=overwrite,
+        on_log=on_log,
+        backbone_settings={"max_length": max_length},
+        extra={
             "command": "meta-train",
-            "liftpeft_version": __version__,
-            "model": backbone.model_ref,
             "tasks": str(tasks) if isinstance(tasks, (str, os.PathLike)) else [t.name for t in task_list],
-            "seed": seed,
-            "max_length": max_length,
-            "backbone": backbone.describe(),
-            "lift": config.to_dict(),
         },
     )
-    on_log = _tensorboard_logger(out / "tensorboard") if tensorboard else None
-    prior = LiftTrainer(problem, config, seed=seed, workdir=out, on_log=on_log).run(resume=resume)
-    prior.config["max_length"] = max_length
-    prior.save(out)
-    return prior
 
 
 def zoo_prior(
@@ -152,10 +135,10 @@ def zoo_prior(
     ``out`` follows ``meta_train``'s rule: a prior there is replaced only with ``overwrite=True``.
     """
     progress.set_quiet(quiet)
-    config = _lift_config(None, {"k": k, "beta": beta, "sigma": sigma, **settings})
+    config = build_method("lift", k=k, beta=beta, sigma=sigma, **settings).config
     claim_output(out, "prior", overwrite=overwrite, check_only=True)
     zoo = load_adapter_zoo(adapters, model=model, family=family, choice_head=choice_head)
-    stored = {**config.to_dict(), "max_length": max_length, "adapters": [str(d) for d in zoo.dirs]}
+    stored = {**dataclasses.asdict(config), "adapters": [str(d) for d in zoo.dirs]}
     prior = _zoo_prior_from_thetas(
         zoo.thetas,
         zoo.backbone.theta0,
@@ -167,18 +150,13 @@ def zoo_prior(
         task_names=zoo.names,
         config=stored,
     )
-    resolved = {
-        "command": "zoo-prior",
-        "liftpeft_version": __version__,
-        "model": zoo.backbone.model_ref,
-        "seed": seed,
-        "backbone": zoo.backbone.describe(),
-        **stored,
-    }
-    target = claim_output(out, "prior", overwrite=overwrite, publish=True)
-    with target, target.build() as tmp:  # a prior there stays until this one is complete
-        prior.save(tmp)
-        atomic_write_json(tmp / RESOLVED_CONFIG, resolved)
+    service.save_prior(
+        prior,
+        out,
+        overwrite=overwrite,
+        backbone_settings={"max_length": max_length},
+        extra={"command": "zoo-prior", "seed": seed, "adapters": stored["adapters"]},
+    )
     return prior
 
 
@@ -217,7 +195,7 @@ class AdaptOutcome:
 
 
 def adapt(
-    prior: str | os.PathLike | LearnedPrior,
+    prior: str | os.PathLike | LearnedPrior | service.MetaTrained,
     task: str | os.PathLike | Task,
     out: str | os.PathLike | None = None,
     *,
@@ -228,45 +206,46 @@ def adapt(
     quiet: bool = False,
     **settings: Any,
 ) -> AdaptOutcome:
-    """Adapt to a new task under a learned prior; export a ``peft`` adapter to ``out`` if given.
+    """Adapt a meta-trained artefact (any method's; a LiFT prior) to a new task; export a ``peft``
+    adapter (the last sample) to ``out`` if given.
 
-    ``model`` overrides where the base model is (it must be the model the prior was made for);
-    ``settings`` override the prior's test-time settings (``adapt_step_size``, ``adapt_method``, ...).
-    ``out`` must be new, empty or a liftpeft adapter (replaced only with ``overwrite=True``, and
-    then only its own files); anything else is refused before adapting, and left untouched.
+    ``model`` overrides where the base model is (it must be the model the artefact was made for);
+    ``steps`` and ``settings`` override the method's test-time settings (``adapt_step_size``, ...;
+    others are fixed by meta-training and refused). ``out`` must be new, empty or a liftpeft adapter
+    (replaced only with ``overwrite=True``, then only its own files); anything else is refused
+    before adapting, and left untouched.
     """
     progress.set_quiet(quiet)
     if out is not None:
         claim_output(out, "adapter", overwrite=overwrite, check_only=True)
-    learned = prior if isinstance(prior, LearnedPrior) else LearnedPrior.load(prior)
-    backbone = backbone_from_description(learned.backbone, model=model)
-    stored = {
-        k: v for k, v in learned.config.items() if k in {f.name for f in dataclasses.fields(LiftConfig)}
-    }
-    fixed = sorted(set(settings) - set(LIFT_TEST_TIME))
-    if fixed:
-        raise ValueError(
-            f"adapt takes only test-time settings, and {fixed} are fixed by the prior it was trained "
-            f"with (to widen the prior use adapt_beta_scale); valid: {sorted(LIFT_TEST_TIME)}"
-        )
-    config = _lift_config(stored, {"adapt_steps": steps, **settings})
+    if isinstance(prior, service.MetaTrained):
+        trained = prior
+    elif isinstance(prior, LearnedPrior):
+        trained = service._from_prior(prior, None)
+    else:
+        trained = service.load(prior)
+    overrides = service.check_test_time(trained.method, {"adapt_steps": steps, **settings})
+    backbone = backbone_from_description(trained.backbone, model=model)
     the_task = _task(task)
-    objective = PeftTaskObjective(backbone, the_task, max_length=int(learned.config.get("max_length", 256)))
-    result = adapt_to_task(learned, objective, config, seed=seed)
+    max_length = int(trained.backbone_settings.get("max_length", 256))
+    objective = PeftTaskObjective(backbone, the_task, max_length=max_length)
+    samples, method = service.adapt(trained, objective, seed=seed, **overrides)
     adapter_dir = None
     if out is not None:
+        test_time = set(available_methods()[trained.method].test_time_fields)
         adapter_dir = export_adapter(
             backbone,
-            result.theta,
+            samples[-1],
             claim_output(out, "adapter", overwrite=overwrite, publish=True),
             metadata={
                 "adapted_on": the_task.name,
+                "method": trained.method,
                 "seed": seed,
-                "adapt": result.config,
-                "prior": str(prior) if not isinstance(prior, LearnedPrior) else None,
+                "adapt": {k: v for k, v in service.settings_of(method).items() if k in test_time},
+                "prior": str(trained.path) if trained.path is not None else None,
             },
         )
-    return AdaptOutcome(result.theta, result.samples, adapter_dir, backbone)
+    return AdaptOutcome(samples[-1], samples, adapter_dir, backbone)
 
 
 def evaluate(
@@ -298,10 +277,27 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
     from liftpeft.peft_integration.export import METADATA_FILE
 
     path = Path(path)
+    if (path / service.ARTEFACT_FILE).is_file() and not (path / META_FILE).is_file():
+        trained = service.load(path)
+        return {
+            "kind": "meta-trained",
+            "method": trained.method,
+            "path": str(path),
+            "base_model": trained.backbone.get("model"),
+            "family": trained.backbone.get("family"),
+            "peft_config": _peft_summary(trained.backbone.get("peft_config", {})),
+            "adapter_parameters": sum(_prod(s) for s in trained.backbone.get("spec", {}).get("shapes", [])),
+            "seed": trained.seed,
+            "meta_train_seconds": round(trained.seconds, 3),
+            "settings": trained.settings,
+            "backbone_settings": trained.backbone_settings,
+            "created": _mtime(path / service.ARTEFACT_FILE),
+        }
     if (path / META_FILE).is_file():
         prior = LearnedPrior.load(path)
         return {
             "kind": "prior",
+            "method": "lift",
             "path": str(path),
             "source": prior.source,
             "base_model": prior.backbone.get("model"),

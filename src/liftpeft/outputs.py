@@ -34,15 +34,20 @@ _BUILD_PREFIX = ".liftpeft-build-"
 # What each kind writes (top-level names in its directory) and the files that identified it before
 # the marker existed (any one group, all files of it). One table, read by ``claim_output``.
 KINDS: dict[str, dict[str, tuple]] = {
-    "prior": {
-        "signature": (("prior.json",),),
+    "prior": {  # any method's meta-trained state (a LiFT prior, a MAML init, ...)
+        "signature": (("method.json",), ("prior.json",), ("state.json",), ("meta_train_seconds.json",)),
         "entries": (
+            "method.json",
             "prior.json",
             "prior.safetensors",
+            "state.json",
+            "state.safetensors",
             "config.json",
+            "run",
             "checkpoint",
             "metrics.jsonl",
             "tensorboard",
+            "meta_train_seconds.json",
         ),
     },
     "adapter": {
@@ -81,6 +86,19 @@ KINDS: dict[str, dict[str, tuple]] = {
         "entries": ("EXAMPLE.md", "model", "tasks"),
     },
 }
+
+
+LABELS = {
+    "prior": "meta-trained state",
+    "adapter": "adapter",
+    "bench": "results directory",
+    "report": "report",
+    "example": "example workspace",
+}
+
+
+def _a(label: str) -> str:
+    return f"{'an' if label[0] in 'aeiou' else 'a'} {label}"
 
 
 class OutputError(ValueError):
@@ -152,10 +170,11 @@ def _write_marker(path: Path, kind: str, extra: list[str] | None = None) -> None
         with contextlib.suppress(OSError, ValueError):
             entries += [n for n in json.loads(marker.read_text()).get("entries", []) if n not in entries]
     entries += [n for n in extra or [] if n not in entries]
-    atomic_write_json(
-        marker,
-        {"format": MARKER_FORMAT, "kind": kind, "entries": entries, "liftpeft_version": __version__},
-    )
+    record = {"format": MARKER_FORMAT, "kind": kind, "entries": entries, "liftpeft_version": __version__}
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(marker.read_text()) == record:
+            return  # unchanged: a resumed run rewrites nothing
+    atomic_write_json(marker, record)
 
 
 def read_kind(path: str | os.PathLike) -> str | None:
@@ -229,12 +248,12 @@ def claim_output(
         if visible and found is None:
             shown = ", ".join(visible[:3]) + (", ..." if len(visible) > 3 else "")
             raise OutputError(
-                f"{flag} {path} is not empty ({shown}) and holds no liftpeft {kind}; "
+                f"{flag} {path} is not empty ({shown}) and holds no liftpeft {LABELS[kind]}; "
                 "give a new or empty directory (nothing in it was changed)"
             )
         if found is not None and found != kind:
             raise OutputError(
-                f"{flag} {path} holds a liftpeft {found}, not a {kind}; give another directory "
+                f"{flag} {path} holds liftpeft's {LABELS[found]}, not {_a(LABELS[kind])}; give another directory "
                 "(nothing in it was changed)"
             )
         if found == kind and _owned(path, kind):
@@ -249,7 +268,7 @@ def claim_output(
                     " or --resume to continue it" if can_resume else ""
                 )
                 raise OutputError(
-                    f"{flag} {path} already holds a liftpeft {kind}; {advice} (nothing in it was changed)"
+                    f"{flag} {path} already holds a liftpeft {LABELS[kind]}; {advice} (nothing in it was changed)"
                 )
     if check_only:
         return OutputDir(path, kind, existed)

@@ -66,7 +66,7 @@ def test_adapt_refuses_a_meta_training_setting_it_would_ignore(w, tmp_path, caps
     argv = ["adapt", "--prior", str(w.root / "prior"), "--task", w.task, "--out", str(tmp_path / "a")]
     assert main([*argv, "--set", "beta=0.1", "--quiet"]) == 1
     err = _one_line_error(capsys)
-    assert "['beta'] are fixed by the prior" in err and "adapt_beta_scale" in err
+    assert "['beta'] are fixed by the meta-trained lift state" in err and "adapt_beta_scale" in err
     assert not (tmp_path / "a").exists()
 
 

@@ -51,7 +51,7 @@ def test_meta_train_adapt_evaluate_round_trip(workspace, capsys):
         )
         == 0
     )
-    assert (w / "prior" / "prior.json").is_file() and (w / "prior" / "config.json").is_file()
+    assert (w / "prior" / "prior.json").is_file() and (w / "prior" / "method.json").is_file()
     task = str(w / "tasks" / "test" / "task-000")
     assert (
         main(
@@ -119,7 +119,7 @@ def test_errors_are_one_line_with_exit_codes(workspace, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "local model directory" in err and "Traceback" not in err
     assert main(["adapt", "--prior", str(workspace), "--task", "x", "--out", "y"]) == 1
-    assert "not a liftpeft prior directory" in capsys.readouterr().err
+    assert "holds no meta-trained artefact" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["meta-train", "--k", "notanumber"])
     assert exc.value.code == 2

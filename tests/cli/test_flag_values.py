@@ -53,7 +53,7 @@ def _adapt(w, out, *flags):
 def test_adapt_steps_zero_means_no_step(workspace, tmp_path):
     assert _adapt(workspace, tmp_path / "a", "--steps", "0") == 0
     meta = json.loads((tmp_path / "a" / "liftpeft.json").read_text())
-    assert meta["adapt"]["steps"] == 0
+    assert meta["adapt"]["adapt_steps"] == 0
 
 
 def test_seed_zero_beats_a_config_file(workspace, tmp_path):

@@ -130,7 +130,7 @@ def test_bench_merge_refuses_a_foreign_directory(w, tmp_path, capsys):
     target = _foreign(tmp_path / "theirs")
     before = snapshot(target)
     assert main(["bench", "--merge", str(w.root / "src-results"), "--out", str(target)]) == 1
-    assert "holds no liftpeft bench" in capsys.readouterr().err
+    assert "holds no liftpeft results directory" in capsys.readouterr().err
     assert snapshot(target) == before
 
 
@@ -144,11 +144,11 @@ def test_rewriting_needs_overwrite_which_keeps_the_users_files(w, zoo, tmp_path,
     assert main(argv) == 1
     assert "already holds a liftpeft" in capsys.readouterr().err and snapshot(out) == first
     if command == "meta-train":  # another run's checkpoint and metrics must not survive beside the new prior
-        (out / "checkpoint").mkdir(exist_ok=True)
-        (out / "checkpoint" / "stale.txt").write_text("other run")
+        (out / "run").mkdir(exist_ok=True)
+        (out / "run" / "stale.txt").write_text("other run")
     assert main([*argv, "--overwrite"]) == 0
     assert (out / "NOTES.md").read_text() == "mine"
-    assert not (out / "checkpoint" / "stale.txt").exists()
+    assert not (out / "run" / "stale.txt").exists()
     assert set(p.name for p in out.iterdir()) >= {"NOTES.md"}
 
 

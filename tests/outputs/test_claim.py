@@ -53,7 +53,7 @@ def test_another_kind_is_refused(tmp_path):
     claim_output(tmp_path / "p", "prior")
     (tmp_path / "p" / "prior.json").write_text("{}")
     before = snapshot(tmp_path / "p")
-    with pytest.raises(OutputError, match="holds a liftpeft prior, not a adapter"):
+    with pytest.raises(OutputError, match="holds liftpeft.s meta-trained state, not an adapter"):
         claim_output(tmp_path / "p", "adapter", overwrite=True)
     assert snapshot(tmp_path / "p") == before
 
@@ -67,7 +67,9 @@ def test_same_kind_needs_overwrite_or_resume_and_overwrite_keeps_user_files(tmp_
     (out / "checkpoint" / "state.json").write_text("old")
     (out / "NOTES.md").write_text("user notes")
     before = snapshot(out)
-    with pytest.raises(OutputError, match=r"already holds a liftpeft prior; pass --overwrite .* or --resume"):
+    with pytest.raises(
+        OutputError, match=r"already holds a liftpeft meta-trained state; pass --overwrite .* or --resume"
+    ):
         claim_output(out, "prior", can_resume=True)
     assert snapshot(out) == before
     kept = claim_output(out, "prior", resume=True)

@@ -98,6 +98,7 @@ def _peft_benchmark(
     problem = MetaProblem(train, backbone.theta0, dev=dev, description=backbone.describe())
     info = {
         "backbone": backbone.describe(),
+        "backbone_settings": kw,
         "n_train_tasks": len(train),
         "n_dev_tasks": len(dev),
         "n_test_tasks": len(test),

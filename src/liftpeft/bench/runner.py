@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 
+from liftpeft import service
 from liftpeft._version import __version__
 from liftpeft.atomic import atomic_write_json
 from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build_benchmark
 from liftpeft.config_files import load_config_file
-from liftpeft.methods.base import RunContext, available_methods, build_method, scoring_objective
-from liftpeft.methods.state_io import load_state, save_state
+from liftpeft.methods.base import available_methods, build_method, scoring_objective
 from liftpeft.outputs import claim_output
 from liftpeft.progress import progress_bar
 
@@ -130,15 +130,6 @@ def resolve_method(config: dict[str, Any], name: str) -> tuple[str, dict[str, An
     except (TypeError, ValueError) as err:
         raise ValueError(f"settings of {name!r} are invalid: {err}") from None
     return base, settings
-
-
-# -- states -------------------------------------------------------------------------------------------
-def _save_state(folder: Path, state: Any) -> None:
-    save_state(folder, state)
-
-
-def _load_state(folder: Path, state_types: tuple[type, ...] = ()) -> Any | None:
-    return load_state(folder, state_types)
 
 
 # -- the grid -----------------------------------------------------------------------------------------
@@ -292,25 +283,20 @@ def _variant_states(name: str, state: Any, base: str) -> dict[str, Any]:
     return out
 
 
-RUN_DIR = "run"  # a meta-training run's checkpoints, inside its state's folder
-
-
 def _meta_trained(method: Any, data: BenchmarkData, folder: Path, seed: int, base: str) -> tuple[Any, float]:
-    info = available_methods()[base]
-    state = _load_state(folder, info.state_types)
-    seconds_file = folder / "meta_train_seconds.json"
-    if state is not None and seconds_file.is_file():
-        return state, json.loads(seconds_file.read_text())["seconds"]
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    if info.resumable_mid_run:  # a killed run continues from its last checkpoint in run/
-        state = method.meta_train(data.problem, seed, run=RunContext(folder / RUN_DIR, resume=True))
-    else:
-        state = method.meta_train(data.problem, seed)
-    seconds = time.perf_counter() - start
-    _save_state(folder, state)
-    atomic_write_json(seconds_file, {"seconds": seconds})
-    return state, seconds
+    """The meta-trained state in ``folder`` (meta-trained through the run service if not there yet;
+    a killed run continues from its checkpoint)."""
+    trained = service.meta_train(
+        base,
+        service.settings_of(method),
+        data.problem,
+        folder,
+        seed=seed,
+        resume=True,
+        backbone_settings=data.info.get("backbone_settings"),
+        extra={"benchmark": data.name},
+    )
+    return trained.state, trained.seconds
 
 
 def _run_task(method: Any, state: Any, task: Any, seed: int) -> dict[str, Any]:

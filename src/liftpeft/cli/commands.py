@@ -152,16 +152,26 @@ def meta_train(args: argparse.Namespace) -> int:
 
     s = _settings(
         args,
-        ("model", "tasks", "out", "k", "steps", "seed", "resume", "overwrite", "tensorboard"),
+        ("model", "tasks", "out", "method", "k", "steps", "seed", "resume", "overwrite", "tensorboard"),
         ("model", "tasks", "out"),
     )
     model, tasks, out = s.pop("model"), s.pop("tasks"), s.pop("out")
-    prior = api.meta_train(model, tasks, out, quiet=args.quiet, **s)
+    trained = api.meta_train(model, tasks, out, quiet=args.quiet, **s)
     print(
-        f"prior with {prior.n_components} components over {prior.dim} adapter parameters "
-        f"({len(prior.task_names)} tasks) saved to {out}"
+        f"{trained.method} meta-trained in {trained.seconds:.1f} s; {_state_summary(trained.state)}saved to {out}"
     )
     return 0
+
+
+def _state_summary(state: Any) -> str:
+    from liftpeft.learned_prior import LearnedPrior
+
+    if isinstance(state, LearnedPrior):
+        return (
+            f"prior with {state.n_components} components over {state.dim} adapter parameters "
+            f"({len(state.task_names)} tasks) "
+        )
+    return ""
 
 
 def zoo_prior(args: argparse.Namespace) -> int:

@@ -58,14 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         sub,
         "meta-train",
-        "meta-train a LiFT prior on a folder of tasks",
+        "meta-train LiFT (or any method: --method) on a folder of tasks",
         "liftpeft meta-train --model ./my-model --tasks ./tasks --out ./prior --k 5 --steps 2000",
     )
+    p.add_argument("--method", help="registered method (default lift; `liftpeft methods` lists them)")
     p.add_argument("--model", help="base model: local transformers directory or hub id")
     p.add_argument("--tasks", help="folder of task folders (<task>/train.jsonl ...)")
     p.add_argument("--out", help="output directory for the prior, checkpoints and metrics log")
-    p.add_argument("--k", type=int, help="mixture components (default 5)")
-    p.add_argument("--steps", type=int, help="meta-training steps (default 20000)")
+    p.add_argument("--k", type=int, help="LiFT: mixture components (default 5)")
+    p.add_argument("--steps", type=int, help="LiFT: meta-training steps (default 20000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
     _overwrite(p, "prior")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)"
     )
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="any LiFT setting, e.g. --set sigma=0.05"
+        "--set", action="append", metavar="KEY=VALUE", help="any setting of the method, e.g. --set sigma=0.05"
     )
     p.set_defaults(handler="meta_train")
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "adapt to a new task under a learned prior; writes a peft adapter",
         "liftpeft adapt --prior ./prior --task ./tasks/new-task --out ./adapter --steps 100",
     )
-    p.add_argument("--prior", help="prior directory written by meta-train or zoo-prior")
+    p.add_argument("--prior", help="directory written by meta-train (any method) or zoo-prior")
     p.add_argument("--task", help="task folder with train.jsonl")
     p.add_argument("--out", help="output directory of the peft adapter")
     p.add_argument("--model", help="where the base model is, if it moved since meta-training")

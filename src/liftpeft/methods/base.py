@@ -54,12 +54,14 @@ class RunContext:
 
     ``workdir``: a folder for checkpoints (``None``: none are written); ``resume``: continue from the
     checkpoint in ``workdir`` if there is one; ``checkpoint_every``: steps between checkpoints
-    (``None``: the method's own default). Methods declared ``resumable_mid_run=False`` ignore it.
+    (``None``: the method's own default); ``on_log``: called with each metrics record the method
+    logs (LiFT: the chain's diagnostics). Methods declared ``resumable_mid_run=False`` ignore it.
     """
 
     workdir: Path | None = None
     resume: bool = False
     checkpoint_every: int | None = None
+    on_log: Callable[[dict[str, Any]], None] | None = None
 
 
 class Method(Protocol):

@@ -45,12 +45,12 @@ class Lift:
         run: RunContext | None = None,
     ) -> LearnedPrior:
         """``run`` (or ``workdir`` / ``resume``): checkpoint the chain there and continue a killed run."""
-        config = self.config
+        config, on_log = self.config, None
         if run is not None:
-            workdir, resume = run.workdir, run.resume and run.workdir is not None
+            workdir, resume, on_log = run.workdir, run.resume and run.workdir is not None, run.on_log
             if run.checkpoint_every is not None:
                 config = dataclasses.replace(config, checkpoint_every=run.checkpoint_every)
-        return LiftTrainer(problem, config, seed=seed, workdir=workdir).run(resume=resume)
+        return LiftTrainer(problem, config, seed=seed, workdir=workdir, on_log=on_log).run(resume=resume)
 
     def adapt(self, state: LearnedPrior, task: TaskObjective, seed: int) -> torch.Tensor:
         return adapt_to_task(state, task, self.config, seed=seed).samples
