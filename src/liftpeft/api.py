@@ -65,6 +65,7 @@ def meta_train(
     seed: int = 0,
     resume: bool = False,
     overwrite: bool = False,
+    checkpoint_every: int | None = None,
     peft_config: Any = None,
     family: str = "auto",
     choice_head: str = "cross",
@@ -80,7 +81,8 @@ def meta_train(
     ``prior.safetensors`` + ``prior.json`` for LiFT, and ``method.json`` with the resolved settings
     and backbone), and ``out/run`` the checkpoints and metrics log (``metrics.jsonl``; TensorBoard
     event files in ``out/tensorboard`` with ``tensorboard=True`` if ``tensorboard`` is installed).
-    ``resume=True`` continues a killed run; ``overwrite=True`` replaces an artefact already in
+    ``resume=True`` continues a killed run (``checkpoint_every``: meta-steps between checkpoints,
+    default the method's own); ``overwrite=True`` replaces an artefact already in
     ``out`` (only its own files). A non-empty ``out`` that holds no liftpeft artefact is refused.
     """
     progress.set_quiet(quiet)
@@ -99,6 +101,7 @@ def meta_train(
         seed=seed,
         resume=resume,
         overwrite=overwrite,
+        checkpoint_every=checkpoint_every,
         on_log=on_log,
         backbone_settings={"max_length": max_length},
         extra={

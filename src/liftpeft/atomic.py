@@ -7,11 +7,12 @@ POSIX within one file system). Directories are built in a temporary sibling and 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,47 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_tensors(tensors: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``safetensors`` ``save_file`` with the usual file mode (it creates files 0600)."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path))
+    _usual_mode(path)
+    return Path(path)
+
+
+def write_tensors_with_json(
+    folder: str | os.PathLike,
+    tensors_name: str,
+    json_name: str,
+    tensors: dict[str, Any],
+    meta: Callable[[str], dict[str, Any]],
+) -> Path:
+    """Write ``tensors`` to ``folder/tensors_name`` and ``meta(sha256 of that file)`` to
+    ``folder/json_name``: both to temporaries first, then two renames, the JSON last. A crash leaves
+    the previous pair, or a JSON whose hash does not match the tensors -- never a silent torn pair."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp_tensors, tmp_json = folder / f".{tensors_name}.tmp", folder / f".{json_name}.tmp"
+    try:
+        save_tensors(tensors, tmp_tensors)
+        text = json.dumps(meta(sha256_file(tmp_tensors)), indent=1, sort_keys=True, default=str) + "\n"
+        tmp_json.write_text(text, encoding="utf-8")
+        _usual_mode(tmp_json)
+        os.replace(tmp_tensors, folder / tensors_name)
+        os.replace(tmp_json, folder / json_name)
+    except BaseException:
+        tmp_tensors.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
+        raise
+    return folder

@@ -10,7 +10,6 @@ is detected). Both files are written atomically, the JSON last.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from liftpeft._version import __version__
+from liftpeft.atomic import sha256_file, write_tensors_with_json
 from liftpeft.core.mixture import OnlineGaussianMixture
 from liftpeft.core.mixture_prior import MixturePrior
 
@@ -107,13 +107,13 @@ class LearnedPrior:
         }
         if self.counts is not None:
             tensors["counts"] = self.counts.float().contiguous()
-        # Both files are written to temporaries first; only two renames remain, so a full disk or an
-        # interrupt leaves the previous prior (or none) in place, never a torn one.
-        tmp_tensors = folder / f".{TENSORS_FILE}.tmp"
-        tmp_meta = folder / f".{META_FILE}.tmp"
-        try:
-            save_file(tensors, str(tmp_tensors))
-            meta = {
+        # both written to temporaries first, the JSON renamed last: never a torn prior
+        write_tensors_with_json(
+            folder,
+            TENSORS_FILE,
+            META_FILE,
+            tensors,
+            lambda sha: {
                 "format": "liftpeft-prior/1",
                 "liftpeft_version": self.version,
                 "created": self.created,
@@ -126,15 +126,9 @@ class LearnedPrior:
                 "config": self.config,
                 "task_names": self.task_names,
                 "trace": self.trace,
-                "tensors_sha256": _sha256(tmp_tensors),
-            }
-            tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-            os.replace(tmp_tensors, folder / TENSORS_FILE)
-            os.replace(tmp_meta, folder / META_FILE)
-        except BaseException:
-            tmp_tensors.unlink(missing_ok=True)
-            tmp_meta.unlink(missing_ok=True)
-            raise
+                "tensors_sha256": sha,
+            },
+        )
         return folder
 
     @classmethod
@@ -150,7 +144,7 @@ class LearnedPrior:
             meta = json.loads(meta_file.read_text())
         except json.JSONDecodeError as err:
             raise PriorFormatError(f"{meta_file}: invalid JSON ({err.msg})") from None
-        if meta.get("tensors_sha256") != _sha256(tensor_file):
+        if meta.get("tensors_sha256") != sha256_file(tensor_file):
             raise PriorFormatError(
                 f"{tensor_file} does not match {meta_file} (an interrupted or partial write?); "
                 "re-create the prior or restore it from a copy"
@@ -172,11 +166,3 @@ class LearnedPrior:
             created=meta.get("created", ""),
             version=meta.get("liftpeft_version", "?"),
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

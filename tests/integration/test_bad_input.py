@@ -73,7 +73,7 @@ def test_full_disk_while_saving_a_prior_keeps_the_old_one(tmp_path, monkeypatch)
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(learned_prior_module, "save_file", no_space)
+    monkeypatch.setattr("safetensors.torch.save_file", no_space)  # what atomic.save_tensors calls
     changed = LearnedPrior(
         prior.weights, prior.means + 1, prior.covariances, prior.center, prior.beta, prior.sigma
     )
@@ -92,7 +92,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_module, "save_file", no_space)
+    monkeypatch.setattr("safetensors.torch.save_file", no_space)
     trainer.step = 99
     with pytest.raises(OSError, match="No space"):
         checkpoint_module.save_checkpoint(tmp_path / "checkpoint", trainer.state_dict())

@@ -152,7 +152,19 @@ def meta_train(args: argparse.Namespace) -> int:
 
     s = _settings(
         args,
-        ("model", "tasks", "out", "method", "k", "steps", "seed", "resume", "overwrite", "tensorboard"),
+        (
+            "model",
+            "tasks",
+            "out",
+            "method",
+            "k",
+            "steps",
+            "seed",
+            "resume",
+            "checkpoint_every",
+            "overwrite",
+            "tensorboard",
+        ),
         ("model", "tasks", "out"),
     )
     model, tasks, out = s.pop("model"), s.pop("tasks"), s.pop("out")

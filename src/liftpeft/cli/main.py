@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="LiFT: meta-training steps (default 20000)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its checkpoint")
-    _overwrite(p, "prior")
+    p.add_argument(
+        "--checkpoint-every", type=int, help="meta-steps between checkpoints (default: the method's)"
+    )
+    _overwrite(p, "meta-trained state")
     p.add_argument(
         "--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)"
     )
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, help="std of the top-level prior (default 0.01)")
     p.add_argument("--seed", type=int, help="seed of the k-means++ initialisation (default 0)")
     p.add_argument("--model", help="where the base model is, if it moved since the adapters were made")
-    _overwrite(p, "prior")
+    _overwrite(p, "meta-trained state")
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="test-time LiFT setting stored with the prior"
     )

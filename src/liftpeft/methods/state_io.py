@@ -15,7 +15,6 @@ hash does not match the tensors (or no JSON), and ``load_state`` treats it as ab
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -25,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from liftpeft.atomic import sha256_file, write_tensors_with_json
 from liftpeft.learned_prior import META_FILE, LearnedPrior, PriorFormatError
 
 logger = logging.getLogger(__name__)
@@ -109,14 +109,6 @@ def _decode(node: Any, tensors: dict[str, torch.Tensor], types: dict[str, type])
     return {k: _decode(v, tensors, types) for k, v in node.items()}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _type_table(state_types: Iterable[type]) -> dict[str, type]:
     table: dict[str, type] = {}
     for cls in state_types:
@@ -145,22 +137,18 @@ def save_state(folder: str | os.PathLike, state: Any) -> Path:
         return folder
     tensors: dict[str, torch.Tensor] = {}
     tree = _encode(state, tensors, "state")
-    tmp_tensors, tmp_json = folder / f".{STATE_TENSORS}.tmp", folder / f".{STATE_JSON}.tmp"
-    try:
-        save_file(tensors, str(tmp_tensors))
-        meta = {
+    write_tensors_with_json(
+        folder,
+        STATE_TENSORS,
+        STATE_JSON,
+        tensors,
+        lambda sha: {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "tensors_sha256": _sha256(tmp_tensors),
+            "tensors_sha256": sha,
             "state": tree,
-        }
-        tmp_json.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp_tensors, folder / STATE_TENSORS)
-        os.replace(tmp_json, folder / STATE_JSON)
-    except BaseException:
-        tmp_tensors.unlink(missing_ok=True)
-        tmp_json.unlink(missing_ok=True)
-        raise
+        },
+    )
     return folder
 
 
@@ -193,6 +181,6 @@ def _load_tree(folder: Path, types: dict[str, type]) -> Any:
             f"{folder / STATE_JSON}: unknown format {meta.get('format')!r} v{meta.get('format_version')}"
         )
     tensor_file = folder / STATE_TENSORS
-    if not tensor_file.is_file() or meta.get("tensors_sha256") != _sha256(tensor_file):
+    if not tensor_file.is_file() or meta.get("tensors_sha256") != sha256_file(tensor_file):
         raise StateFormatError(f"{tensor_file} does not match {STATE_JSON} (an interrupted write?)")
     return _decode(meta["state"], load_file(str(tensor_file)), types)

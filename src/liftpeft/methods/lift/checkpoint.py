@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from liftpeft.atomic import atomic_directory
+from liftpeft.atomic import atomic_directory, save_tensors
 
 _SEP = "/"
 
@@ -50,7 +50,7 @@ def _join(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, A
 def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
     tensors, rest = _split(state)
     with atomic_directory(folder) as tmp:
-        save_file(tensors, str(tmp / "state.safetensors"))
+        save_tensors(tensors, tmp / "state.safetensors")
         (tmp / "state.json").write_text(json.dumps(rest, indent=1, sort_keys=True))
     return Path(folder)
 
