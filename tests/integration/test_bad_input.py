@@ -5,7 +5,6 @@ import errno
 import pytest
 import torch
 
-import liftpeft.learned_prior as learned_prior_module
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods import MetaProblem
 from liftpeft.methods.lift import LiftConfig, LiftTrainer, MetaTrainingError

@@ -53,7 +53,7 @@ def test_another_kind_is_refused(tmp_path):
     claim_output(tmp_path / "p", "prior")
     (tmp_path / "p" / "prior.json").write_text("{}")
     before = snapshot(tmp_path / "p")
-    with pytest.raises(OutputError, match="holds liftpeft.s meta-trained state, not an adapter"):
+    with pytest.raises(OutputError, match=r"holds liftpeft.s meta-trained state, not an adapter"):
         claim_output(tmp_path / "p", "adapter", overwrite=True)
     assert snapshot(tmp_path / "p") == before
 
