@@ -17,6 +17,8 @@ Every import is checked, including the lazy ones inside functions.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,25 @@ def test_area_bans(area, banned):
             if target == ban or target.startswith(ban if ban.endswith(".") else ban + "."):
                 offenders.append(f"{module}:{line} imports {target}")
     assert not offenders, f"liftpeft.{area} must not import {banned}:\n" + "\n".join(offenders)
+
+
+def test_importing_the_methods_loads_no_peft_layer():
+    # A fresh interpreter: other tests in this process have imported transformers already.
+    code = (
+        "import sys, liftpeft.methods, liftpeft.problem, liftpeft.metrics, liftpeft.zoo_prior\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'transformers', 'peft', 'sentence_transformers'}"
+        " or m.startswith(('liftpeft.peft_integration', 'liftpeft.data', 'liftpeft.evaluation', 'liftpeft.bench')))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing liftpeft.methods pulled in: {out.stdout.strip()}"
+
+
+def test_the_peft_layer_registers_the_default_embedder():
+    code = (
+        "import liftpeft.objective as o\n"
+        "assert o._default_embedder_factory is None\n"
+        "import liftpeft.peft_integration as p\n"
+        "assert o._default_embedder_factory is p.sentence_embedder\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
