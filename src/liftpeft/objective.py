@@ -68,6 +68,27 @@ def loss_and_grad(
 # -- optional extensions: what some baselines need beyond losses ------------------------------------
 TextEmbedder = Callable[[Sequence[str]], torch.Tensor]  # n texts -> (n, D) sentence embeddings
 
+# The embedder a method uses when its caller gives none. Methods never import the PEFT layer, so the
+# layer that owns a default (``peft_integration.sentence_embedder``: all-MiniLM-L6-v2, offline)
+# registers a factory here when it is imported; anything else may register its own.
+_default_embedder_factory: Callable[[], TextEmbedder] | None = None
+
+
+def set_default_embedder(factory: Callable[[], TextEmbedder] | None) -> None:
+    """Make ``factory()`` the embedder of methods given none (``None`` removes the default)."""
+    global _default_embedder_factory
+    _default_embedder_factory = factory
+
+
+def default_embedder() -> TextEmbedder:
+    """A new default embedder from the registered factory (an ``ImportError`` if none is registered)."""
+    if _default_embedder_factory is None:
+        raise ImportError(
+            "no default sentence embedder is registered: import liftpeft.peft_integration (all-MiniLM-L6-v2, "
+            "needs pip install 'liftpeft[embeddings]'), or pass your own embedder (a callable texts -> (n, D))"
+        )
+    return _default_embedder_factory()
+
 
 @runtime_checkable
 class TextObjective(Protocol):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liftpeft.methods.base import MetaProblem
 from liftpeft.objective import TaskObjective
+from liftpeft.problem import MetaProblem
 from liftpeft.tasks.schema import Task
 
 

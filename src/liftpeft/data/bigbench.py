@@ -64,7 +64,7 @@ from liftpeft.data.bigbench_config import (
     load_bigbench_config,
 )
 from liftpeft.data.cache import cache_dir, download_sdist
-from liftpeft.evaluation.chance import chance_accuracy, majority_class_rate
+from liftpeft.tasks.chance import chance_accuracy, majority_class_rate
 from liftpeft.tasks.jsonl import read_task, write_task_collection
 from liftpeft.tasks.schema import ChoiceExample, Task
 

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.evaluation.metrics import macro_f1
 from liftpeft.methods.base import MetaProblem, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig, finetune
 from liftpeft.methods.union import train_on_union
+from liftpeft.metrics import macro_f1
 from liftpeft.objective import ChoiceEmbeddings, EmbeddingObjective, TaskObjective
 
 

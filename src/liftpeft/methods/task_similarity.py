@@ -11,16 +11,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from liftpeft.objective import TaskObjective, TextEmbedder, require_texts
+from liftpeft.objective import TaskObjective, TextEmbedder, default_embedder, require_texts
 
 
 def resolve_embedder(embedder: TextEmbedder | None) -> TextEmbedder:
-    """``embedder``, or all-MiniLM-L6-v2 loaded offline from its package when ``None``."""
-    if embedder is not None:
-        return embedder
-    from liftpeft.peft_integration.sentence_embedder import sentence_embedder
+    """``embedder``, or when ``None`` the registered default (``liftpeft.objective.default_embedder``).
 
-    return sentence_embedder()
+    The PEFT layer registers all-MiniLM-L6-v2, loaded offline from its package, when it is imported.
+    """
+    return embedder if embedder is not None else default_embedder()
 
 
 def task_keys(

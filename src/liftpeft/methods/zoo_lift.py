@@ -1,7 +1,7 @@
 """Zoo-LiFT: LiFT's mixture prior built from per-task adapters instead of SGLD-Gibbs (SPEC section 5).
 
 Meta-training fine-tunes one adapter per training task from the PEFT initialisation and fits the
-mixture prior to them (``liftpeft.zoo.zoo_prior``); adaptation is LiFT's test-time SGLD (or MAP)
+mixture prior to them (``liftpeft.zoo_prior.zoo_prior``); adaptation is LiFT's test-time SGLD (or MAP)
 under that prior. It is what a user holding a library of LoRAs gets from ``liftpeft zoo-prior``.
 """
 
@@ -17,7 +17,7 @@ from liftpeft.methods.finetune import TaskAdapterConfig, train_task_adapters
 from liftpeft.methods.lift import LiftConfig, adapt_to_task
 from liftpeft.methods.lift.variants import SINGLE_PRIOR
 from liftpeft.objective import TaskObjective
-from liftpeft.zoo import zoo_prior
+from liftpeft.zoo_prior import zoo_prior
 
 ZOO_LIFT_TEST_TIME = (
     "adapt_steps",

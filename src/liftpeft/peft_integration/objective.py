@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from liftpeft.evaluation.metrics import macro_f1
+from liftpeft.metrics import macro_f1
 from liftpeft.objective import ChoiceEmbeddings
 from liftpeft.peft_integration.backbone import PeftBackbone
 from liftpeft.peft_integration.encode import (

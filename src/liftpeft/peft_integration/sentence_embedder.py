@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from liftpeft.objective import TextEmbedder
+from liftpeft.objective import TextEmbedder, set_default_embedder
 
 
 def default_model_dir() -> Path:
@@ -58,3 +58,7 @@ def sentence_embedder(
         return out.detach().float().cpu()
 
     return embed
+
+
+# methods given no embedder use this one (they cannot import this layer themselves)
+set_default_embedder(sentence_embedder)

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from liftpeft.methods.base import MetaProblem
 from liftpeft.objective import TaskObjective
+from liftpeft.problem import MetaProblem
 from liftpeft.tasks.schema import SPLITS
 
 

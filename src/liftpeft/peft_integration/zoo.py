@@ -1,0 +1,93 @@
+"""Read a zoo of ``peft`` adapter directories into flat vectors on one backbone.
+
+``load_adapter_zoo`` refuses, naming it, any adapter made for another base model or with another
+adapter shape. The prior fitted to the vectors is ``liftpeft.zoo_prior.zoo_prior``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from liftpeft.peft_integration.backbone import BackboneMismatchError, PeftBackbone, backbone_from_description
+from liftpeft.peft_integration.export import adapter_to_theta, read_adapter_description
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def expand_adapter_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Adapter directories from ``paths``: each is an adapter, or a folder whose sub-folders are adapters."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if (path / ADAPTER_CONFIG).is_file():
+            out.append(path)
+            continue
+        children = (
+            sorted(p for p in path.iterdir() if (p / ADAPTER_CONFIG).is_file()) if path.is_dir() else []
+        )
+        if not children:
+            raise FileNotFoundError(
+                f"{path} is neither a peft adapter directory (no {ADAPTER_CONFIG}) nor a folder of them"
+            )
+        out.extend(children)
+    if not out:
+        raise ValueError("no adapters given")
+    return out
+
+
+@dataclass
+class AdapterZoo:
+    """Adapters read into flat vectors: ``thetas`` ``(N, d)`` in the order of ``dirs``."""
+
+    backbone: PeftBackbone
+    thetas: torch.Tensor
+    dirs: list[Path]
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.dirs]
+
+
+def _same_plain_base(first: dict[str, Any], desc: dict[str, Any], adapter: Path, reference: Path) -> None:
+    """Adapters without liftpeft metadata: at least their recorded base models must agree."""
+    if desc.get("config_fingerprint") is None and desc.get("model") != first.get("model"):
+        raise BackboneMismatchError(
+            f"adapter {adapter} was made for base model {desc.get('model')!r}, but {reference} for "
+            f"{first.get('model')!r}; a zoo prior needs adapters of one base model and one adapter shape"
+        )
+
+
+def load_adapter_zoo(
+    adapters: Sequence[str | os.PathLike],
+    *,
+    model: str | os.PathLike | None = None,
+    family: str | None = None,
+    choice_head: str | None = None,
+) -> AdapterZoo:
+    """Read adapter directories (or folders of them) into flat vectors on one backbone.
+
+    The backbone is rebuilt from the first adapter's description (``model`` overrides where the base
+    model is; ``family`` / ``choice_head`` fill in what plain ``peft`` adapters do not record); its
+    PEFT initialisation (``PeftBackbone``'s default seed) is the prior's center. Every adapter must match it:
+    ``BackboneMismatchError`` names the first one that does not.
+    """
+    dirs = expand_adapter_dirs(adapters)
+    first = read_adapter_description(dirs[0])
+    description = dict(first)
+    if family is not None:
+        description["family"] = family
+    if choice_head is not None:
+        description["choice_head"] = choice_head
+    backbone = backbone_from_description(description, model=model)
+    thetas = []
+    for adapter in dirs:
+        desc = read_adapter_description(adapter)
+        _same_plain_base(first, desc, adapter, dirs[0])
+        backbone.check_compatible(desc, what=f"adapter {adapter}")
+        thetas.append(adapter_to_theta(backbone, adapter))
+    return AdapterZoo(backbone, torch.stack(thetas), dirs)
