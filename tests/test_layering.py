@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "data": 2,
     "peft_integration": 2,
     "methods": 2,
+    "service": 3,  # the run service: above methods, below its callers (api, cli, bench)
     "bench": 3,
     "evaluation": 3,
     "api": 4,
@@ -60,6 +61,7 @@ FORBIDDEN_AREAS: dict[str, set[str]] = {
     "tasks": {"peft_integration", "data", "methods"},
     "peft_integration": {"data", "methods"},
     "data": {"methods"},
+    "service": {"peft_integration", "data", "bench", "evaluation"},  # it is handed problems, never builds them
 }
 
 HF_PACKAGES = {"transformers", "peft", "sentence_transformers", "tokenizers"}
