@@ -240,9 +240,9 @@ def claim_output(
     existed = False
     stale: list[str] = []
     if path.is_dir():
-        for stale in path.glob(f"{_BUILD_PREFIX}*"):  # left by a killed run of ours
-            if read_kind(path) is not None:
-                shutil.rmtree(stale, ignore_errors=True)
+        for leftover in path.glob(f"{_BUILD_PREFIX}*"):  # left by a killed run of ours
+            if read_kind(path) is not None and not check_only:
+                shutil.rmtree(leftover, ignore_errors=True)
         visible = _visible(path)
         found = read_kind(path)
         if visible and found is None:

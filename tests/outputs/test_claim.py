@@ -148,3 +148,13 @@ def test_written_files_get_the_usual_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_build_folder_left_by_a_killed_run_is_cleaned_on_the_next_claim(tmp_path):
+    out = claim_output(tmp_path / "s", "prior")
+    (out.path / "state.json").write_text("{}")
+    (out.path / ".liftpeft-build-x").mkdir()
+    (out.path / ".liftpeft-build-x" / "method.json").write_text("{}")
+    again = claim_output(out.path, "prior", resume=True)
+    assert again.existed and not (out.path / ".liftpeft-build-x").exists()
+    assert (out.path / "state.json").is_file()

@@ -45,14 +45,45 @@ class BenchmarkData:
 
 Builder = Callable[[dict[str, Any]], BenchmarkData]
 _BUILDERS: dict[str, tuple[Builder, str]] = {}
+_SETTINGS: dict[str, tuple[str, ...]] = {}
+# every peft benchmark also takes ``BackboneConfig``'s fields and these task limits
+_LIMITS = ("max_train_tasks", "max_dev_tasks", "max_test_tasks")
 
 
-def register_benchmark(name: str, description: str):
+def register_benchmark(name: str, description: str, settings: tuple[str, ...] = ()):
+    """Register a benchmark builder; ``settings``: its own keys (besides the backbone's and limits)."""
+
     def wrap(fn: Builder) -> Builder:
         _BUILDERS[name] = (fn, description)
+        _SETTINGS[name] = tuple(settings)
         return fn
 
     return wrap
+
+
+def benchmark_settings(name: str) -> set[str]:
+    """Every key a benchmark's ``settings:`` may hold."""
+    from liftpeft.peft_integration.settings import BackboneConfig
+
+    return {*_SETTINGS[name], *_LIMITS, *BackboneConfig.names()}
+
+
+def check_benchmark_settings(name: str, settings: dict[str, Any]) -> None:
+    """Refuse unknown keys (a typo would otherwise be ignored) and invalid backbone settings."""
+    from liftpeft.peft_integration.settings import BackboneConfig
+
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown benchmark {name!r}; available: {', '.join(sorted(_BUILDERS))}")
+    unknown = sorted(set(settings) - benchmark_settings(name))
+    if unknown:
+        raise ValueError(
+            f"benchmark {name!r} has no setting(s) {unknown}; valid: {sorted(benchmark_settings(name))}"
+        )
+    for key in _LIMITS:
+        value = settings.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key} must be an integer >= 1 (or unset for all tasks), got {value!r}")
+    BackboneConfig.from_settings(settings)
 
 
 def available_benchmarks() -> dict[str, str]:
@@ -60,8 +91,7 @@ def available_benchmarks() -> dict[str, str]:
 
 
 def build_benchmark(name: str, settings: dict[str, Any] | None = None) -> BenchmarkData:
-    if name not in _BUILDERS:
-        raise KeyError(f"unknown benchmark {name!r}; available: {', '.join(sorted(_BUILDERS))}")
+    check_benchmark_settings(name, dict(settings or {}))
     return _BUILDERS[name][0](dict(settings or {}))
 
 
@@ -75,17 +105,20 @@ def _peft_benchmark(
     name: str, splits: dict[str, list[Task]], model: Any, s: dict[str, Any], **backbone_kw: Any
 ) -> BenchmarkData:
     from liftpeft.peft_integration import PeftBackbone, PeftTaskObjective
+    from liftpeft.peft_integration.settings import BackboneConfig
 
+    cfg = BackboneConfig.from_settings(s)
     backbone = PeftBackbone(
         model,
-        s.get("peft"),
-        choice_head=s.get("choice_head", "cross"),
-        seed=int(s.get("backbone_seed", 0)),
-        prefix_cache=bool(s.get("prefix_cache", False)),
-        device=str(s.get("device", "cpu")),
+        cfg.peft,
+        family=cfg.family,
+        choice_head=cfg.choice_head,
+        seed=cfg.backbone_seed,
+        prefix_cache=cfg.prefix_cache,
+        device=cfg.device,
         **backbone_kw,
     )
-    kw = {"max_length": int(s.get("max_length", 256)), "eval_batch_size": int(s.get("eval_batch_size", 32))}
+    kw = cfg.objective_settings()
 
     def objectives(split: str, limit_key: str) -> list[TaskObjective]:
         return [PeftTaskObjective(backbone, t, **kw) for t in _subset(splits[split], s.get(limit_key))]
@@ -108,7 +141,11 @@ def _peft_benchmark(
     return BenchmarkData(name, problem, test, info)
 
 
-@register_benchmark("shakespeare", "LEAF-style Shakespeare roles, next-character prediction, char GPT-2")
+@register_benchmark(
+    "shakespeare",
+    "LEAF-style Shakespeare roles, next-character prediction, char GPT-2",
+    settings=("n_train", "n_dev", "n_test", "min_test"),
+)
 def _shakespeare(s: dict[str, Any]) -> BenchmarkData:
     from liftpeft.data.shakespeare import char_backbone_path, load_shakespeare
 
@@ -117,7 +154,11 @@ def _shakespeare(s: dict[str, Any]) -> BenchmarkData:
     return _peft_benchmark("shakespeare", splits, s.get("model") or char_backbone_path(), s)
 
 
-@register_benchmark("bigbench-cls", "BIG-bench English multiple choice (CrossFit style), all-MiniLM-L6-v2")
+@register_benchmark(
+    "bigbench-cls",
+    "BIG-bench English multiple choice (CrossFit style), all-MiniLM-L6-v2",
+    settings=("data_config",),
+)
 def _bigbench(s: dict[str, Any]) -> BenchmarkData:
     from liftpeft.data.bigbench import load_bigbench_cls
 
@@ -125,7 +166,11 @@ def _bigbench(s: dict[str, Any]) -> BenchmarkData:
     return _peft_benchmark("bigbench-cls", splits, s.get("model") or minilm_path(), s)
 
 
-@register_benchmark("rule-family", "synthetic rule family of choice tasks on a tiny random BERT (smoke runs)")
+@register_benchmark(
+    "rule-family",
+    "synthetic rule family of choice tasks on a tiny random BERT (smoke runs)",
+    settings=("n_train_examples", "n_train_tasks", "n_dev_tasks", "n_test_tasks"),
+)
 def _rule_family(s: dict[str, Any]) -> BenchmarkData:
     from liftpeft.data.cache import cache_dir
     from liftpeft.data.synthetic import rule_family

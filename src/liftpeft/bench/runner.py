@@ -32,7 +32,12 @@ import torch
 from liftpeft import service
 from liftpeft._version import __version__
 from liftpeft.atomic import atomic_write_json
-from liftpeft.bench.benchmarks import BenchmarkData, available_benchmarks, build_benchmark
+from liftpeft.bench.benchmarks import (
+    BenchmarkData,
+    available_benchmarks,
+    build_benchmark,
+    check_benchmark_settings,
+)
 from liftpeft.config_files import load_config_file
 from liftpeft.methods.base import available_methods, build_method, scoring_objective
 from liftpeft.outputs import claim_output
@@ -75,6 +80,7 @@ def validate_bench_config(config: dict[str, Any]) -> None:
     """Check names and settings against the registries (raises ``ValueError`` saying what is wrong)."""
     if config.get("benchmark") not in available_benchmarks():
         raise ValueError(f"config names unknown benchmark {config.get('benchmark')!r}")
+    check_benchmark_settings(config["benchmark"], config.get("settings") or {})
     registry = available_methods()
     for name in config["methods"]:
         if name not in registry:

@@ -82,6 +82,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     from liftpeft.bench import load_bench_config, run_bench
+    from liftpeft.bench.runner import validate_bench_config
     from liftpeft.evaluation.report import write_report
     from liftpeft.progress import set_quiet
 
@@ -103,6 +104,7 @@ def bench(args: argparse.Namespace) -> int:
     if args.benchmark and args.config and config["benchmark"] != args.benchmark:
         raise UsageError(f"--config is for benchmark {config['benchmark']!r}, not {args.benchmark!r}")
     config["settings"].update(parse_assignments(args.set))
+    validate_bench_config(config)  # a --set typo is refused here, before anything runs
     if not args.out:
         raise UsageError("missing --out (the results directory)")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
