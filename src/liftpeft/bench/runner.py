@@ -66,6 +66,35 @@ def load_bench_config(benchmark_or_file: str | os.PathLike) -> dict[str, Any]:
             f"unknown benchmark {str(benchmark_or_file)!r}; available: {', '.join(available_benchmarks())} "
             "(or pass a .yaml / .toml config file)"
         )
+    return complete_bench_config(config)
+
+
+def compare_config(
+    model: str | os.PathLike,
+    tasks: str | os.PathLike,
+    *,
+    test_tasks: str | os.PathLike | None = None,
+    config_file: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The bench config of ``liftpeft compare``: the ``tasks`` benchmark on a user's task folders.
+
+    ``config_file`` (YAML / TOML) may add ``methods:``, ``variants:``, ``defaults:`` and ``settings:``
+    as in a bench config; its ``benchmark:``, if any, must be ``tasks``.
+    """
+    config = load_config_file(Path(config_file)) if config_file else {}
+    if config.get("benchmark", "tasks") != "tasks":
+        raise ValueError(f"--config names benchmark {config['benchmark']!r}; compare runs your own tasks")
+    config["benchmark"] = "tasks"
+    settings = dict(config.get("settings") or {})
+    settings.update(model=str(model), tasks=str(tasks))
+    if test_tasks is not None:
+        settings["test_tasks"] = str(test_tasks)
+    config["settings"] = settings
+    return complete_bench_config(config)
+
+
+def complete_bench_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill a bench config's optional sections with their defaults and validate it."""
     config.setdefault("settings", {})
     config.setdefault("methods", {})
     config.setdefault("defaults", {})

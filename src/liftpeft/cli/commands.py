@@ -81,8 +81,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from liftpeft.bench import load_bench_config, run_bench
-    from liftpeft.bench.runner import validate_bench_config
+    from liftpeft.bench import load_bench_config
     from liftpeft.evaluation.report import write_report
     from liftpeft.progress import set_quiet
 
@@ -103,6 +102,27 @@ def bench(args: argparse.Namespace) -> int:
     config = load_bench_config(args.config or args.benchmark)
     if args.benchmark and args.config and config["benchmark"] != args.benchmark:
         raise UsageError(f"--config is for benchmark {config['benchmark']!r}, not {args.benchmark!r}")
+    return _run_grid(config, args)
+
+
+def compare(args: argparse.Namespace) -> int:
+    from liftpeft.bench.runner import compare_config
+    from liftpeft.progress import set_quiet
+
+    set_quiet(args.quiet)
+    missing = [f"--{n}" for n in ("model", "tasks") if not getattr(args, n)]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)}")
+    config = compare_config(args.model, args.tasks, test_tasks=args.test_tasks, config_file=args.config)
+    return _run_grid(config, args)
+
+
+def _run_grid(config: dict[str, Any], args: argparse.Namespace) -> int:
+    """bench / compare: methods x seeds on the configured tasks, then the report."""
+    from liftpeft.bench import run_bench
+    from liftpeft.bench.runner import validate_bench_config
+    from liftpeft.evaluation.report import write_report
+
     config["settings"].update(parse_assignments(args.set))
     validate_bench_config(config)  # a --set typo is refused here, before anything runs
     if not args.out:

@@ -39,6 +39,7 @@ def _overwrite(parser: argparse.ArgumentParser, kind: str) -> None:
 _INTERRUPTED = {
     "meta-train": "the last checkpoint is kept in --out; rerun the same command with --resume to continue",
     "bench": "finished results are kept in --out; rerun the same command to continue",
+    "compare": "finished results are kept in --out; rerun the same command to continue",
 }
 
 
@@ -170,6 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of running: merge these results directories (a grid split over processes) into --out",
     )
     p.set_defaults(handler="bench")
+
+    p = _sub(
+        sub,
+        "compare",
+        "compare methods on your own task folders (same grid, resume and report as bench)",
+        "liftpeft compare --model ./my-model --tasks ./tasks --methods lift,no-meta,union --seeds 3 --out cmp",
+    )
+    p.add_argument("--model", help="base model: local transformers directory or hub id")
+    p.add_argument(
+        "--tasks",
+        help="folder of task folders; without --test-tasks, a fixed rule holds 20%% out for testing",
+    )
+    p.add_argument("--test-tasks", help="folder of meta-test task folders (then --tasks are all meta-train)")
+    p.add_argument(
+        "--methods", help="comma-separated methods or config variants (default lift,no-meta,union)"
+    )
+    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds S..S+N-1 instead")
+    p.add_argument("--split", choices=["test", "dev"], help="meta-test tasks (default) or meta-dev tasks")
+    p.add_argument("--out", help="results directory (rerun the same command to resume)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="setting, e.g. --set test_fraction=0.3 or --set max_length=128 (methods' settings: --config)",
+    )
+    p.set_defaults(handler="compare")
 
     p = _sub(
         sub,
