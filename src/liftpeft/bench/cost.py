@@ -35,48 +35,27 @@ from liftpeft.bench.runner import resolve_method
 from liftpeft.evaluation.memory import measure_peak_memory
 from liftpeft.methods.base import MetaProblem, available_methods, build_method
 
-# (a method's declared budget_field, settings that make every iteration the same kind of work, unit)
-_KNOBS: tuple[tuple[str, dict[str, Any], str], ...] = (
-    ("steps", {"warmup_steps": 0, "burnin_steps": 0}, "SGLD-Gibbs step"),
-    (
-        "meta_steps",
-        {"warmup_steps": 0, "burnin_steps": 0, "assignment_warmup_steps": 0, "kept_samples": 1},
-        "outer update",
-    ),
-    ("task_steps", {"cluster_steps": 1}, "per-task adapter step"),
-)
-
-
-def _is_chain(fields: set[str]) -> bool:
-    """A LiFT-style chain: a mixture of ``k`` components fitted to every ``thin``-th of ``steps``."""
-    return {"steps", "thin", "k"} <= fields
-
-
-def _largest_k(config: Any) -> int:
-    return max([config.k, *getattr(config, "extra_k", [])])
-
 
 def iteration_settings(
     base: str, settings: dict[str, Any], n: int, shortest: int | None = None
 ) -> tuple[dict[str, Any], str] | None:
     """``settings`` with ``n`` meta-training iterations, and the unit; ``None`` if nothing meta-trains.
 
-    ``shortest``: the smallest ``n`` that will be timed (LiFT's thinning is set from it, the same for
-    every ``n``, so that differences of times hold the same work per iteration).
+    What iterates and what makes iterations alike is the method's declaration (``budget_field``,
+    ``cost``). ``shortest``: the smallest ``n`` that will be timed (a chain's thinning is set from
+    it, the same for every ``n``, so that differences of times hold the same work per iteration).
     """
-    config_class = available_methods()[base].config_class
-    fields = {f.name for f in dataclasses.fields(config_class)} if config_class else set()
-    declared = available_methods()[base].budget_field  # the method says which setting iterates
-    for knob, fixed, unit in _KNOBS:
-        if knob == declared:
-            out = {**settings, **{k: v for k, v in fixed.items() if k in fields}, knob: n}
-            if knob == "steps" and _is_chain(fields):
-                # the mixture needs k kept samples to start: keep more often than configured when the
-                # timed chain is short (the online-EM update then counts more than it does in a run)
-                full = config_class(**settings)
-                out["thin"] = max(1, min(full.thin, (shortest or n) // (_largest_k(full) + 1)))
-            return out, unit
-    return None
+    info = available_methods()[base]
+    if info.budget_field is None or info.cost is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(info.config_class)} if info.config_class else set()
+    out = {**settings, **{k: v for k, v in info.cost.uniform.items() if k in fields}, info.budget_field: n}
+    if info.cost.chain_components is not None:
+        # the mixture needs K kept samples to start: keep more often than configured when the timed
+        # chain is short (the online-EM update then counts more than it does in a run)
+        full = info.config_class(**settings)
+        out["thin"] = max(1, min(full.thin, (shortest or n) // (info.cost.chain_components(full) + 1)))
+    return out, info.cost.unit
 
 
 def _timed(fn, device: str | None) -> tuple[Any, float, float]:
@@ -136,25 +115,20 @@ def measure_method_cost(
 
     base, settings = resolve_method(config, name)
     info = available_methods()[base]
-    fields = {f.name for f in dataclasses.fields(info.config_class)} if info.config_class else set()
-    chain = _is_chain(fields)
-    if chain:  # the mixture starts from k kept samples: the short chain needs more than k steps
-        shift = max(0, _largest_k(info.config_class(**settings)) + 1 - n1)
+    full = info.config_class(**settings) if info.config_class else None
+    cost = info.cost
+    if cost is not None and cost.chain_components is not None:
+        # the mixture starts from K kept samples: the short chain needs more than K steps
+        shift = max(0, cost.chain_components(full) + 1 - n1)
         n1, n2 = n1 + shift, n2 + shift
     first = iteration_settings(base, settings, n1, shortest=n1)
     second = iteration_settings(base, settings, n2, shortest=n1)
     unit = first[1] if first else None
     divisor = 1
-    every_task = (
-        "tasks_per_step" in fields and settings.get("tasks_per_step") is None and "task_steps" not in fields
-    )
-    if base == "multilora" and every_task:
-        unit = "per-task adapter step"  # one Multi-LoRA step takes a minibatch of every training task
-    if unit == "per-task adapter step":
+    if cost is not None and cost.per_task is not None and cost.per_task(full):
         # the same work for every task: time it on the first few tasks (memory then holds that many)
-        full = info.config_class(**settings)
-        sizes = [getattr(full, key, None) for key in ("k", "n_clusters", "top_k")]  # what the zoo must hold
-        needed = max([v for v in sizes if isinstance(v, int)], default=0)
+        unit = "per-task adapter step"
+        needed = cost.min_tasks(full) if cost.min_tasks is not None else 0
         problem = dataclasses.replace(problem, train=list(problem.train)[: max(max_tasks, needed)])
         divisor = len(problem.train)
 
@@ -167,7 +141,8 @@ def measure_method_cost(
         state, t2, mib = _timed(lambda: build_method(base, **second[0]).meta_train(problem, seed), device)
         return state, _per_unit(t1, t2, n1, n2) / divisor, mib
 
-    adapt_settings = (second[0] if second else settings) if "adapt_steps" in fields else None
+    adapts = "adapt_steps" in info.test_time_fields  # its declared test-time budget
+    adapt_settings = (second[0] if second else settings) if adapts else None
     # warm-up: first calls pay for lazy set-up, and a backbone with a prefix cache fills it for the
     # batches the timed calls will draw (same seeds), as a long run's steps find it filled
     plain_step()
@@ -205,7 +180,7 @@ def measure_method_cost(
         "adapt_steps": list(adapt_steps),
         "reps": reps,
         "unit": unit,
-        "timed_thin": first[0].get("thin") if first and chain else None,
+        "timed_thin": first[0].get("thin") if first and cost is not None and cost.chain_components else None,
         "plain_step_seconds": median([r[0] for r in records]),
         "plain_peak_increment_mib": last[1],
         "meta_iteration_seconds": median([r[2] for r in records]),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +64,40 @@ def scoring_objective(method: Method, task: TaskObjective) -> TaskObjective:
 
 
 @dataclass(frozen=True)
+class CostSpec:
+    """How ``bench.cost`` times one meta-training iteration of a method (declared, never guessed).
+
+    ``unit``: what one iteration of the budget field is; ``uniform``: settings that make every
+    timed iteration the same kind of work (no warm-up phases; only those the config has are used);
+    ``per_task(config)``: one iteration does the same work on every training task (timed on a few
+    tasks, divided by their number); ``min_tasks(config)``: training tasks the timed problem must
+    hold; ``chain_components(config)``: for a LiFT-style chain, the largest mixture size ``K``
+    (the chain keeps ``K + 1`` samples before its mixture starts, and is thinned to reach them).
+    """
+
+    unit: str
+    uniform: dict[str, Any] = field(default_factory=dict)
+    per_task: Callable[[Any], bool] | None = None
+    min_tasks: Callable[[Any], int] | None = None
+    chain_components: Callable[[Any], int] | None = None
+
+
+def _largest_k(config: Any) -> int:
+    return max([config.k, *getattr(config, "extra_k", [])])
+
+
+# the defaults of each budget field; a method with other needs passes ``cost=`` to ``register``
+DEFAULT_COSTS: dict[str, CostSpec] = {
+    "steps": CostSpec("SGLD-Gibbs step", {"warmup_steps": 0, "burnin_steps": 0}, chain_components=_largest_k),
+    "meta_steps": CostSpec(
+        "outer update",
+        {"warmup_steps": 0, "burnin_steps": 0, "assignment_warmup_steps": 0, "kept_samples": 1},
+    ),
+    "task_steps": CostSpec("per-task adapter step", {"cluster_steps": 1}, per_task=lambda config: True),
+}
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     name: str
     description: str
@@ -75,6 +109,7 @@ class MethodInfo:
     budget_field: str | None = None
     resumable_mid_run: bool = False
     variants: Any = None
+    cost: CostSpec | None = None
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -91,6 +126,7 @@ def register(
     budget_field: str | None = None,
     resumable_mid_run: bool = False,
     variants: Any = None,
+    cost: CostSpec | None = None,
 ):
     """Class decorator adding a method to the registry (``liftpeft methods`` lists them).
 
@@ -104,6 +140,7 @@ def register(
     * ``budget_field``: the setting counting meta-training iterations (``None``: nothing iterates);
     * ``resumable_mid_run``: ``meta_train`` takes ``run: RunContext`` and continues a killed run
       from its last checkpoint (otherwise it restarts, deterministically, from scratch);
+    * ``cost``: how ``bench.cost`` times an iteration (default: ``DEFAULT_COSTS[budget_field]``);
     * ``variants``: an object with ``names(config) -> [suffix]``, ``states(state) -> {suffix: state}``
       and ``row_settings(state) -> dict``: extra results of one meta-training (LiFT's ``extra_k``).
     """
@@ -127,6 +164,7 @@ def register(
             budget_field,
             resumable_mid_run,
             variants,
+            cost if cost is not None else DEFAULT_COSTS.get(budget_field or ""),
         )
         cls.name = name
         return cls

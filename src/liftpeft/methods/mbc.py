@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.core.kmeans import spherical_kmeans
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import CostSpec, MetaProblem, register
 from liftpeft.methods.finetune import (
     FINETUNE_TEST_TIME,
     FinetuneConfig,
@@ -102,6 +102,12 @@ def cluster_adapters(
     state_types=(MBCState,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="task_steps",
+    cost=CostSpec(
+        "per-task adapter step",
+        {"cluster_steps": 1},
+        per_task=lambda c: True,
+        min_tasks=lambda c: c.n_clusters,
+    ),
     resumable_mid_run=False,
 )
 class MBC:

@@ -31,7 +31,7 @@ import torch
 
 from liftpeft.core.flat import FlatSpec
 from liftpeft.learned_prior import LearnedPrior
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import DEFAULT_COSTS, CostSpec, MetaProblem, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig, finetune_with
 from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
 from liftpeft.methods.lift.config import LIFT_TEST_TIME
@@ -204,6 +204,10 @@ def train_multilora(
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
     resumable_mid_run=False,
+    # a step without tasks_per_step takes a minibatch of every training task
+    cost=CostSpec(
+        "outer update", DEFAULT_COSTS["meta_steps"].uniform, per_task=lambda c: c.tasks_per_step is None
+    ),
 )
 class MultiLora:
     name = "multilora"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import CostSpec, MetaProblem, register
 from liftpeft.methods.finetune import (
     FINETUNE_TEST_TIME,
     FinetuneConfig,
@@ -108,6 +108,12 @@ class _Retriever:
     state_types=(RetrieverState,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="task_steps",
+    cost=CostSpec(
+        "per-task adapter step",
+        {"cluster_steps": 1},
+        per_task=lambda c: True,
+        min_tasks=lambda c: c.top_k if isinstance(c.top_k, int) else 1,
+    ),
     resumable_mid_run=False,
 )
 class RetrieverMixture(_Retriever):
@@ -123,6 +129,12 @@ class RetrieverMixture(_Retriever):
     state_types=(RetrieverState,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="task_steps",
+    cost=CostSpec(
+        "per-task adapter step",
+        {"cluster_steps": 1},
+        per_task=lambda c: True,
+        min_tasks=lambda c: c.top_k if isinstance(c.top_k, int) else 1,
+    ),
     resumable_mid_run=False,
 )
 class RetrieverFusion(_Retriever):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.learned_prior import LearnedPrior
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import CostSpec, MetaProblem, register
 from liftpeft.methods.finetune import TaskAdapterConfig, train_task_adapters
 from liftpeft.methods.lift import LiftConfig, adapt_to_task
 from liftpeft.methods.lift.variants import SINGLE_PRIOR
@@ -73,6 +73,9 @@ class ZooLiftConfig(TaskAdapterConfig):
     state_types=(LearnedPrior,),
     test_time_fields=ZOO_LIFT_TEST_TIME,
     budget_field="task_steps",
+    cost=CostSpec(
+        "per-task adapter step", {"cluster_steps": 1}, per_task=lambda c: True, min_tasks=lambda c: c.k
+    ),
     resumable_mid_run=False,
     variants=SINGLE_PRIOR,
 )
