@@ -100,7 +100,13 @@ def _interrupt_after_first_checkpoint(monkeypatch):
     return Killed
 
 
-@pytest.mark.parametrize("name", [n for n, i in sorted(available_methods().items()) if i.resumable_mid_run])
+# the LiFT trainers; the gradient-based meta-learners have test_meta_learning_resume.py
+_LIFT_RESUMABLE = [
+    n for n, i in sorted(available_methods().items()) if i.resumable_mid_run and "LiFT" in i.family
+]
+
+
+@pytest.mark.parametrize("name", _LIFT_RESUMABLE)
 def test_resumable_method_killed_mid_run_resumes_bit_for_bit(name, tiny_problem, tmp_path, monkeypatch):
     problem, _ = tiny_problem
     method = build_method(name, **TINY[name])

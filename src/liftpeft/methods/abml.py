@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
@@ -192,7 +192,7 @@ def variational_finetune(
     state_types=(GaussianPrior,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class Abml:
     name = "abml"
@@ -200,7 +200,7 @@ class Abml:
     def __init__(self, config: AbmlConfig | None = None) -> None:
         self.config = config or AbmlConfig()
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> GaussianPrior:
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> GaussianPrior:
         c = self.config
 
         def task_step(visit: TaskVisit, params: list[torch.Tensor]):
@@ -211,7 +211,7 @@ class Abml:
 
         theta0 = problem.theta0.detach()
         init = [theta0, torch.full_like(theta0, math.log(c.prior_init_std))]
-        mean, log_std = run_meta_training(problem, c, seed, init, task_step, "ABML meta-training")
+        mean, log_std = run_meta_training(problem, c, seed, init, task_step, "ABML meta-training", run=run)
         return GaussianPrior(mean, log_std)
 
     def adapt(self, state: GaussianPrior, task: TaskObjective, seed: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
@@ -223,7 +223,7 @@ def svgd_finetune(
     state_types=(torch.Tensor,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class Bmaml:
     name = "bmaml"
@@ -236,7 +236,7 @@ class Bmaml:
         noise = torch.randn((self.config.n_particles, theta0.shape[0]), generator=generator)
         return theta0.detach()[None] + self.config.particle_init_std * noise.to(theta0)  # (M, d)
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> torch.Tensor:
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> torch.Tensor:
         c = self.config
 
         def task_step(visit: TaskVisit, params: list[torch.Tensor]):
@@ -244,7 +244,7 @@ class Bmaml:
             return loss, [grad]
 
         init = [self.initial_particles(problem.theta0, seed)]
-        (particles,) = run_meta_training(problem, c, seed, init, task_step, "BMAML meta-training")
+        (particles,) = run_meta_training(problem, c, seed, init, task_step, "BMAML meta-training", run=run)
         return particles
 
     def adapt(self, state: torch.Tensor, task: TaskObjective, seed: int) -> torch.Tensor:

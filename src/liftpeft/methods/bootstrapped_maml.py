@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
@@ -88,7 +88,7 @@ def bootstrapped_meta_gradient(
     state_types=(torch.Tensor,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class BootstrappedMaml:
     name = "bootstrapped-maml"
@@ -96,7 +96,7 @@ class BootstrappedMaml:
     def __init__(self, config: BootstrappedMamlConfig | None = None) -> None:
         self.config = config or BootstrappedMamlConfig()
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> torch.Tensor:
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> torch.Tensor:
         c = self.config
 
         def task_step(visit: TaskVisit, params: list[torch.Tensor]):
@@ -114,7 +114,7 @@ class BootstrappedMaml:
             return loss, [grad]
 
         desc = "Bootstrapped-MAML meta-training"
-        (init,) = run_meta_training(problem, c, seed, [problem.theta0], task_step, desc)
+        (init,) = run_meta_training(problem, c, seed, [problem.theta0], task_step, desc, run=run)
         return init
 
     def adapt(self, state: torch.Tensor, task: TaskObjective, seed: int) -> torch.Tensor:

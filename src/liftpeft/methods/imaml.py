@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
@@ -152,7 +152,7 @@ def imaml_task_step(config: ImamlConfig):
     state_types=(torch.Tensor,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class Imaml:
     name = "imaml"
@@ -160,9 +160,15 @@ class Imaml:
     def __init__(self, config: ImamlConfig | None = None) -> None:
         self.config = config or ImamlConfig()
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> torch.Tensor:
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> torch.Tensor:
         (init,) = run_meta_training(
-            problem, self.config, seed, [problem.theta0], imaml_task_step(self.config), "iMAML meta-training"
+            problem,
+            self.config,
+            seed,
+            [problem.theta0],
+            imaml_task_step(self.config),
+            "iMAML meta-training",
+            run=run,
         )
         return init
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.imaml import ImamlConfig, imaml_meta_gradient, proximal_inner_loop
 from liftpeft.methods.maml import maml_meta_gradient
@@ -90,6 +90,7 @@ def train_init_mixture(
     meta_gradient: MetaGradient,
     adapted_loss: AdaptedLoss,
     desc: str,
+    run: RunContext | None = None,
 ) -> InitMixture:
     """Meta-train ``config.k`` initialisations with hard-EM assignment of the training tasks."""
     k, n_tasks = config.k, len(problem.train)
@@ -106,7 +107,16 @@ def train_init_mixture(
         grads[j] = grad
         return loss, grads
 
-    inits = run_meta_training(problem, config, seed, [problem.theta0] * k, task_step, desc)
+    inits = run_meta_training(
+        problem,
+        config,
+        seed,
+        [problem.theta0] * k,
+        task_step,
+        desc,
+        run=run,
+        carried={"assignments": assignments},
+    )
     return InitMixture(torch.stack(inits), assignments)
 
 
@@ -150,9 +160,11 @@ class _InitMixtureMethod:
     def _adapted_loss(self) -> AdaptedLoss:
         raise NotImplementedError
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> InitMixture:
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> InitMixture:
         desc = f"{self.name} meta-training"
-        return train_init_mixture(problem, self.config, seed, self._meta_gradient, self._adapted_loss(), desc)
+        return train_init_mixture(
+            problem, self.config, seed, self._meta_gradient, self._adapted_loss(), desc, run
+        )
 
     def adapt(self, state: InitMixture, task: TaskObjective, seed: int) -> torch.Tensor:
         j = select_init(state, task, self._adapted_loss())
@@ -167,7 +179,7 @@ class _InitMixtureMethod:
     state_types=(InitMixture,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class MamlMix(_InitMixtureMethod):
     name = "maml-mix"
@@ -199,7 +211,7 @@ class MamlMix(_InitMixtureMethod):
     state_types=(InitMixture,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class ImamlMix(_InitMixtureMethod):
     name = "imaml-mix"

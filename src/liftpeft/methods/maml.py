@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import (
     MetaLearningConfig,
@@ -51,7 +51,12 @@ def maml_meta_gradient(
 
 
 def meta_learn_init(
-    problem: MetaProblem, config: MetaLearningConfig, seed: int, first_order: bool, desc: str
+    problem: MetaProblem,
+    config: MetaLearningConfig,
+    seed: int,
+    first_order: bool,
+    desc: str,
+    run: RunContext | None = None,
 ):
     def task_step(visit: TaskVisit, params: list[torch.Tensor]):
         loss, grad = maml_meta_gradient(
@@ -65,7 +70,7 @@ def meta_learn_init(
         )
         return loss, [grad]
 
-    (init,) = run_meta_training(problem, config, seed, [problem.theta0], task_step, desc)
+    (init,) = run_meta_training(problem, config, seed, [problem.theta0], task_step, desc, run=run)
     return init
 
 
@@ -78,8 +83,9 @@ class _InitMetaLearner:
     def __init__(self, config: MetaLearningConfig | None = None) -> None:
         self.config = config or MetaLearningConfig()
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> torch.Tensor:
-        return meta_learn_init(problem, self.config, seed, self.first_order, f"{self.name} meta-training")
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> torch.Tensor:
+        desc = f"{self.name} meta-training"
+        return meta_learn_init(problem, self.config, seed, self.first_order, desc, run)
 
     def adapt(self, state: torch.Tensor, task: TaskObjective, seed: int) -> torch.Tensor:
         return finetune_with(self.config, task, state, seed)
@@ -93,7 +99,7 @@ class _InitMetaLearner:
     state_types=(torch.Tensor,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class Maml(_InitMetaLearner):
     name = "maml"
@@ -108,7 +114,7 @@ class Maml(_InitMetaLearner):
     state_types=(torch.Tensor,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class FoMaml(_InitMetaLearner):
     name = "fo-maml"

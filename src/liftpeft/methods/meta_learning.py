@@ -9,20 +9,32 @@ it) and a disjoint *query* batch (the meta-loss is measured on it) from the task
 The inner loops are plain SGD written with ``torch.autograd.grad``: with ``create_graph=True`` the
 adapted parameters stay a differentiable function of the meta-parameters (second order); without it
 each step is detached (first order).
+
+``run_meta_training`` can checkpoint the outer loop (``RunContext.workdir``) and continue a killed run
+(``RunContext.resume``) bit for bit: a checkpoint holds the step, the meta-parameters, the outer
+optimiser's state, the data generator's and torch's global RNG state, the loss average and whatever
+a method carries between steps, in safetensors + JSON, with a fingerprint of the settings, seed,
+tasks and starting point; a checkpoint made by another run is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from liftpeft.methods.base import MetaProblem
-from liftpeft.methods.finetune import FinetuneConfig
+from liftpeft.methods.base import MetaProblem, RunContext
+from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig
+from liftpeft.methods.lift.checkpoint import load_checkpoint, save_checkpoint
 from liftpeft.objective import TaskObjective
 from liftpeft.progress import progress_bar
 
@@ -151,6 +163,113 @@ def make_meta_optimizer(name: str, params: list[torch.Tensor], lr: float) -> tor
     raise ValueError(f"meta_optimizer must be one of {META_OPTIMIZERS}, got {name!r}")
 
 
+CHECKPOINT_DIR = "checkpoint"  # inside RunContext.workdir
+
+
+def default_checkpoint_every(meta_steps: int) -> int:
+    """Steps between checkpoints when ``RunContext.checkpoint_every`` is ``None``: about 20 per run, at
+    most every 50 steps."""
+    return max(1, min(50, math.ceil(meta_steps / 20)))
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    return hashlib.sha256(raw.numpy().tobytes()).hexdigest()[:16]
+
+
+def _run_fingerprint(
+    problem: MetaProblem,
+    config: MetaLearningConfig,
+    seed: int,
+    init: Sequence[torch.Tensor],
+    desc: str,
+    carried: Mapping[str, torch.Tensor],
+) -> dict[str, Any]:
+    """What determines a run (test-time settings excluded), as JSON would give it back."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in FINETUNE_TEST_TIME}
+    fingerprint = {
+        "method": desc,
+        "settings": {"config class": type(config).__name__, **settings},
+        "seed": int(seed),
+        "training tasks": [t.name for t in problem.train],
+        "train split sizes": [t.n_examples("train") for t in problem.train],
+        "starting meta-parameters": [
+            f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')} {_digest(t)}" for t in init
+        ],
+        "carried state": {name: list(t.shape) for name, t in sorted(carried.items())},
+    }
+    return json.loads(json.dumps(fingerprint, default=str))
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and key == "settings":
+            out.extend(
+                f"{name} ({old.get(name)!r} there, {new.get(name)!r} now)"
+                for name in sorted(set(old) | set(new))
+                if old.get(name) != new.get(name)
+            )
+        else:
+            out.append(f"the {key}")
+    return out
+
+
+class _OuterLoop:
+    """The state of ``run_meta_training`` between steps, and its checkpoint."""
+
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        carried: Mapping[str, torch.Tensor],
+        fingerprint: dict[str, Any],
+    ) -> None:
+        self.params, self.optimizer, self.generator = params, optimizer, generator
+        self.carried, self.fingerprint = carried, fingerprint
+        self.step = 0
+        self.loss_ema = math.nan
+
+    def state_dict(self) -> dict[str, Any]:
+        optimizer_state = self.optimizer.state_dict()["state"]
+        return {
+            "format": "liftpeft meta-learning checkpoint 1",
+            "run": self.fingerprint,
+            "step": self.step,
+            "loss_ema": self.loss_ema,
+            "params": {str(i): p.detach() for i, p in enumerate(self.params)},
+            "optimizer": {str(i): dict(entry) for i, entry in optimizer_state.items()},
+            "generator": self.generator.get_state(),
+            "global_rng": torch.get_rng_state(),
+            "carried": {name: t.detach() for name, t in self.carried.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], folder: Path) -> None:
+        if state.get("run") != self.fingerprint:
+            differs = _differences(state.get("run") or {}, self.fingerprint)
+            raise ValueError(
+                f"the checkpoint in {folder} was made by a run with other settings "
+                f"({'; '.join(differs) or 'an unreadable fingerprint'}): resume with the original "
+                f"settings, or delete {folder} to start this run afresh"
+            )
+        with torch.no_grad():
+            for i, param in enumerate(self.params):
+                param.copy_(state["params"][str(i)])
+            for name, tensor in self.carried.items():
+                tensor.copy_(state["carried"][name])
+        full = self.optimizer.state_dict()
+        full["state"] = {int(i): entry for i, entry in state.get("optimizer", {}).items()}
+        self.optimizer.load_state_dict(full)
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["global_rng"])
+        self.step = int(state["step"])
+        self.loss_ema = float(state["loss_ema"])
+
+
 def run_meta_training(
     problem: MetaProblem,
     config: MetaLearningConfig,
@@ -158,6 +277,9 @@ def run_meta_training(
     init: Sequence[torch.Tensor],
     task_step: TaskStep,
     desc: str,
+    *,
+    run: RunContext | None = None,
+    carried: Mapping[str, torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """The outer loop: ``meta_steps`` updates of the meta-parameters ``init`` (returned detached).
 
@@ -165,14 +287,30 @@ def run_meta_training(
     averaged over the visits that produced one (a ``None`` gradient leaves that meta-parameter out of
     the visit, and a meta-parameter no visit touched is not stepped at all -- Adam's momentum would
     otherwise move it).
+
+    ``run``: with a ``workdir``, a checkpoint is written there every ``checkpoint_every`` steps
+    (default ``default_checkpoint_every``) and after the last; with ``resume``, a checkpoint found
+    there is continued, bit for bit (one made with other settings raises ``ValueError``).
+    ``carried``: tensors that ``task_step`` updates in place from step to step (checkpointed too);
+    every other random draw of a visit must come from ``visit.generator``.
     """
+    carried = dict(carried or {})
     params = [p.detach().clone().requires_grad_(True) for p in init]
     optimizer = make_meta_optimizer(config.meta_optimizer, params, config.meta_lr)
     generator = torch.Generator().manual_seed(int(seed))
+    loop = _OuterLoop(
+        params, optimizer, generator, carried, _run_fingerprint(problem, config, seed, init, desc, carried)
+    )
+    folder = None if run is None or run.workdir is None else Path(run.workdir) / CHECKPOINT_DIR
+    every = (run.checkpoint_every if run is not None else None) or default_checkpoint_every(config.meta_steps)
+    if every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {every}")
+    if folder is not None and run.resume and (folder / "state.json").is_file():
+        loop.load_state_dict(load_checkpoint(folder), folder)
     sizes = [t.n_examples("train") for t in problem.train]
     n_tasks = len(problem.train)
-    loss_ema = math.nan
-    bar = progress_bar(range(config.meta_steps), desc=desc, unit="step")
+    steps = range(loop.step, config.meta_steps)
+    bar = progress_bar(steps, total=config.meta_steps, initial=loop.step, desc=desc, unit="step")
     for step in bar:
         chosen = torch.randperm(n_tasks, generator=generator)[: min(config.tasks_per_step, n_tasks)]
         sums: list[torch.Tensor | None] = [None] * len(params)
@@ -197,8 +335,11 @@ def run_meta_training(
             param.grad = None if total is None else (total / count).to(param)
         optimizer.step()
         mean_loss = sum(losses) / len(losses)
-        loss_ema = mean_loss if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * mean_loss
-        bar.set_postfix(loss=f"{loss_ema:.4f}", refresh=False)
+        loop.loss_ema = mean_loss if math.isnan(loop.loss_ema) else 0.95 * loop.loss_ema + 0.05 * mean_loss
+        loop.step = step + 1
+        bar.set_postfix(loss=f"{loop.loss_ema:.4f}", refresh=False)
+        if folder is not None and (loop.step % every == 0 or loop.step == config.meta_steps):
+            save_checkpoint(folder, loop.state_dict())
     return [p.detach() for p in params]
 
 

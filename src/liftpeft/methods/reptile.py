@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from liftpeft.methods.base import MetaProblem, register
+from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, finetune_with
 from liftpeft.methods.meta_learning import MetaLearningConfig, TaskVisit, run_meta_training, sgd_inner_loop
 from liftpeft.objective import TaskObjective, sample_batch
@@ -57,7 +57,7 @@ def reptile_target(
     state_types=(torch.Tensor,),
     test_time_fields=FINETUNE_TEST_TIME,
     budget_field="meta_steps",
-    resumable_mid_run=False,
+    resumable_mid_run=True,
 )
 class Reptile:
     name = "reptile"
@@ -65,7 +65,7 @@ class Reptile:
     def __init__(self, config: ReptileConfig | None = None) -> None:
         self.config = config or ReptileConfig()
 
-    def meta_train(self, problem: MetaProblem, seed: int) -> torch.Tensor:
+    def meta_train(self, problem: MetaProblem, seed: int, run: RunContext | None = None) -> torch.Tensor:
         c = self.config
 
         def task_step(visit: TaskVisit, params: list[torch.Tensor]):
@@ -79,7 +79,9 @@ class Reptile:
             )
             return loss, [params[0] - phi]
 
-        (init,) = run_meta_training(problem, c, seed, [problem.theta0], task_step, "Reptile meta-training")
+        (init,) = run_meta_training(
+            problem, c, seed, [problem.theta0], task_step, "Reptile meta-training", run=run
+        )
         return init
 
     def adapt(self, state: torch.Tensor, task: TaskObjective, seed: int) -> torch.Tensor:
