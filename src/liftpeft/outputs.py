@@ -78,7 +78,7 @@ KINDS: dict[str, dict[str, tuple]] = {
     },
     "example": {
         "signature": (("EXAMPLE.md",),),
-        "entries": ("EXAMPLE.md", "model", "tasks"),
+        "entries": ("EXAMPLE.md", "model", "tasks", "bench.yaml"),
     },
 }
 
