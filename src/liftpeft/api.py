@@ -363,3 +363,11 @@ def _mtime(path: Path) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def example(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the README tour's example workspace (tiny BERT in ``out/model``, rule-family tasks in
+    ``out/tasks/train`` and ``out/tasks/test``, ``bench.yaml``, ``EXAMPLE.md``); see ``liftpeft.example``."""
+    from liftpeft.example import write_example
+
+    return write_example(out, overwrite=overwrite)

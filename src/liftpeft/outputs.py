@@ -83,7 +83,7 @@ KINDS: dict[str, dict[str, tuple]] = {
     },
     "example": {
         "signature": (("EXAMPLE.md",),),
-        "entries": ("EXAMPLE.md", "model", "tasks"),
+        "entries": ("EXAMPLE.md", "model", "tasks", "bench.yaml"),
     },
 }
 

@@ -80,6 +80,18 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def example(args: argparse.Namespace) -> int:
+    from liftpeft import api
+    from liftpeft.example import tour_commands
+
+    s = _settings(args, ("out", "overwrite"), ("out",))
+    out = api.example(s["out"], overwrite=bool(s.get("overwrite", False)))
+    print(f"example written to {out}: model/ (tiny BERT), tasks/{{train,test}}/, bench.yaml, EXAMPLE.md")
+    print(f"next: {tour_commands(str(out))[0]}")
+    print(f"      (every command of the tour: {out}/EXAMPLE.md)")
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     from liftpeft.bench import load_bench_config
     from liftpeft.evaluation.report import write_report

@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(
         sub,
+        "example",
+        "write an example workspace (tiny local model, task folders, EXAMPLE.md) for the README's tour",
+        "liftpeft example --out example",
+    )
+    p.add_argument("--out", help="directory that receives model/, tasks/, bench.yaml and EXAMPLE.md")
+    _overwrite(p, "example")
+    p.set_defaults(handler="example")
+
+    p = _sub(
+        sub,
         "meta-train",
         "meta-train LiFT (or any method: --method) on a folder of tasks",
         "liftpeft meta-train --model ./my-model --tasks ./tasks --out ./prior --k 5 --steps 2000",
