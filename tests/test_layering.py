@@ -61,7 +61,12 @@ FORBIDDEN_AREAS: dict[str, set[str]] = {
     "tasks": {"peft_integration", "data", "methods"},
     "peft_integration": {"data", "methods"},
     "data": {"methods"},
-    "service": {"peft_integration", "data", "bench", "evaluation"},  # it is handed problems, never builds them
+    "service": {
+        "peft_integration",
+        "data",
+        "bench",
+        "evaluation",
+    },  # it is handed problems, never builds them
 }
 
 HF_PACKAGES = {"transformers", "peft", "sentence_transformers", "tokenizers"}

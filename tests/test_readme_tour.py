@@ -44,10 +44,11 @@ EXPECTED = {
         "tasks/train",
         "tasks/test/task-000/train.jsonl",
     ],
-    "meta-train": ["prior.json", "prior.safetensors", "config.json"],
+    "meta-train": ["method.json"],
     "zoo-prior": ["prior.json", "prior.safetensors"],
     "adapt": ["adapter_config.json", "adapter_model.safetensors", "liftpeft.json"],
     "bench": ["results.jsonl", "run.json", "report.md"],
+    "compare": ["results.jsonl", "run.json", "report.md"],
 }
 
 
@@ -86,7 +87,17 @@ def test_the_tour_runs_as_written(tmp_path, monkeypatch, capsys, one_thread):
             assert (results / "report.md").is_file() and (results / "report.html").is_file()
         elif name == "methods":
             assert "lift" in printed
-    assert {"example", "meta-train", "adapt", "evaluate", "info", "zoo-prior", "bench", "report"} <= ran
+    assert {
+        "example",
+        "meta-train",
+        "adapt",
+        "evaluate",
+        "info",
+        "zoo-prior",
+        "bench",
+        "report",
+        "compare",
+    } <= ran
 
 
 def test_example_md_lists_the_rest_of_the_tour(tmp_path):

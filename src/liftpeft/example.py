@@ -53,11 +53,16 @@ def tour_commands(out: str = "example") -> list[str]:
         f"liftpeft adapt --prior prior --task {test}/task-000 --out adapters/task-000 --steps 20",
         f"liftpeft evaluate --model {out}/model --adapter adapters/task-000 --task {test}/task-000 --json",
         "liftpeft info prior",
+        f"liftpeft meta-train --method maml --model {out}/model --tasks {out}/tasks/train --out maml "
+        "--set meta_steps=40",
+        f"liftpeft adapt --prior maml --task {test}/task-000 --out adapters/maml-000 --steps 20",
         f"liftpeft adapt --prior prior --task {test}/task-001 --out adapters/task-001 --steps 20",
         "liftpeft zoo-prior --adapters adapters --k 2 --out zoo-prior",
         "liftpeft methods",
         f"liftpeft bench --config {out}/bench.yaml --methods lift,no-meta,union --seeds 1 --out results/example",
         "liftpeft report results/example",
+        f"liftpeft compare --model {out}/model --tasks {out}/tasks/train --test-tasks {test} "
+        f"--config {out}/bench.yaml --methods lift,no-meta --seeds 1 --out results/mine",
     ]
 
 

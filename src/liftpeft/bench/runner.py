@@ -79,11 +79,13 @@ def compare_config(
     """The bench config of ``liftpeft compare``: the ``tasks`` benchmark on a user's task folders.
 
     ``config_file`` (YAML / TOML) may add ``methods:``, ``variants:``, ``defaults:`` and ``settings:``
-    as in a bench config; its ``benchmark:``, if any, must be ``tasks``.
+    as in a bench config. A config of another benchmark lends only its method sections (``methods:``,
+    ``variants:``, ``defaults:``, ``default_methods:``, ``reference:``).
     """
     config = load_config_file(Path(config_file)) if config_file else {}
     if config.get("benchmark", "tasks") != "tasks":
-        raise ValueError(f"--config names benchmark {config['benchmark']!r}; compare runs your own tasks")
+        # another benchmark's config: reuse its methods' settings, not its benchmark's settings
+        config.pop("settings", None)
     config["benchmark"] = "tasks"
     settings = dict(config.get("settings") or {})
     settings.update(model=str(model), tasks=str(tasks))
