@@ -31,16 +31,15 @@ import torch
 
 from liftpeft.core.prior import HierarchicalPrior
 from liftpeft.core.sgld import (
+    PRECONDITIONERS,
     PSGLDState,
     check_step_size,
+    langevin_kernel,
     langevin_noise,
-    psgld_step,
     recommended_step_size,
-    sgld_step,
 )
 
 PHI_UPDATES = ("cavity", "exact", "gibbs", "sample")
-PRECONDITIONERS = (None, "rmsprop")
 
 GradFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -116,6 +115,7 @@ class SGLDGibbs:
         self.phi_update = phi_update
         self.temperature = float(temperature)
         self.preconditioner = preconditioner
+        self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
         self.rmsprop_alpha = rmsprop_alpha
         self.rmsprop_eps = rmsprop_eps
         self.resync_every = int(resync_every)
@@ -247,21 +247,11 @@ class SGLDGibbs:
         self, slot: slice | torch.Tensor, rows: torch.Tensor, grad_lik: torch.Tensor, temp: float
     ) -> torch.Tensor:
         grad = self.prior.grad_theta_log_prob_theta(rows, self.phi).add_(grad_lik)  # (B, d)
-        if self.preconditioner is None:
-            return sgld_step(rows, grad, self.step_size, self.generator, temp)
-        assert self._theta_sq is not None
-        new_rows, state = psgld_step(
-            rows,
-            grad,
-            PSGLDState(self._theta_sq[slot], self._theta_visits[slot]),
-            self.step_size,
-            self.generator,
-            temp,
-            self.rmsprop_alpha,
-            self.rmsprop_eps,
-        )
-        self._theta_sq[slot] = state.square_avg
-        self._theta_visits[slot] = state.count
+        state = None if self._theta_sq is None else PSGLDState(self._theta_sq[slot], self._theta_visits[slot])
+        new_rows, state = self.kernel.step(rows, grad, state, self.step_size, self.generator, temp)
+        if state is not None:  # pSGLD: the visited tasks' RMSprop statistics
+            self._theta_sq[slot] = state.square_avg
+            self._theta_visits[slot] = state.count
         return new_rows
 
     def _phi_task_term(self, visited_rows: torch.Tensor) -> torch.Tensor:
@@ -283,20 +273,9 @@ class SGLDGibbs:
                 self.phi = mean + 0.0
             return
         grad = self.prior.grad_log_prob_phi(self.phi) + self._phi_task_term(visited_rows)
-        if self.preconditioner is None:
-            self.phi = sgld_step(self.phi, grad, self.phi_step_size, self.generator, temp)
-        else:
-            assert self._phi_sq is not None
-            self.phi, state = psgld_step(
-                self.phi,
-                grad,
-                PSGLDState(self._phi_sq, self._phi_visits),
-                self.phi_step_size,
-                self.generator,
-                temp,
-                self.rmsprop_alpha,
-                self.rmsprop_eps,
-            )
+        state = None if self._phi_sq is None else PSGLDState(self._phi_sq, self._phi_visits)
+        self.phi, state = self.kernel.step(self.phi, grad, state, self.phi_step_size, self.generator, temp)
+        if state is not None:
             self._phi_sq, self._phi_visits = state.square_avg, int(state.count)
         if not _all_finite(self.phi):
             raise NonFiniteError(

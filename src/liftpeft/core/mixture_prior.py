@@ -19,14 +19,7 @@ import torch
 
 from liftpeft.core.gaussian import gmm_grad_log_prob, gmm_log_prob
 from liftpeft.core.gibbs import NonFiniteError
-from liftpeft.core.sgld import (
-    PSGLDState,
-    check_step_size,
-    psgld_init,
-    psgld_step,
-    recommended_step_size,
-    sgld_step,
-)
+from liftpeft.core.sgld import check_step_size, langevin_kernel, recommended_step_size
 
 
 class FittedMixture(Protocol):
@@ -156,16 +149,14 @@ def adapt(
         init = prior.means[component]
     theta = init.detach().to(torch.float32 if init.dtype == torch.float64 else init.dtype).clone()
     generator = torch.Generator(device=theta.device).manual_seed(int(seed))
-    state: PSGLDState | None = psgld_init(theta) if preconditioner else None
+    kernel = langevin_kernel(preconditioner)
+    state = kernel.init(theta)
     kept: list[torch.Tensor] = []
     for step in range(steps):
         grad = prior.grad_log_prob(theta) + grad_log_lik(theta.clone()).to(theta)
         if not torch.isfinite(grad).all():
             raise NonFiniteError(f"non-finite gradient at adaptation step {step}; lower the step size")
-        if state is None:
-            theta = sgld_step(theta, grad, step_size, generator, temp)
-        else:
-            theta, state = psgld_step(theta, grad, state, step_size, generator, temp)
+        theta, state = kernel.step(theta, grad, state, step_size, generator, temp)
         if step >= steps - keep_last:
             kept.append(theta.clone())
         if callback is not None:

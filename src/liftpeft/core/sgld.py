@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
@@ -109,6 +110,35 @@ def psgld_step(
         scale = precond.mul_(step_size * temperature).sqrt_()  # sqrt(eta T G), reusing G's buffer
         new = _add_into(new, _mul_into(scale, langevin_noise(position, generator)))
     return new, PSGLDState(square_avg, count)
+
+
+PRECONDITIONERS = (None, "rmsprop")
+
+
+class LangevinKernel(NamedTuple):
+    """An ``init`` / ``step`` pair, chosen once: ``init(position) -> state`` and
+    ``step(position, grad, state, step_size, generator, temperature) -> (new_position, new_state)``.
+    Plain SGLD's state is ``None``; pSGLD's a ``PSGLDState``. Callers never branch on the kind."""
+
+    init: Callable[[torch.Tensor], Any]
+    step: Callable[..., tuple[torch.Tensor, Any]]
+
+
+def langevin_kernel(preconditioner: str | None, alpha: float = 0.99, eps: float = 1e-5) -> LangevinKernel:
+    """SGLD (``preconditioner=None``) or RMSprop-preconditioned SGLD (``"rmsprop"``)."""
+    if preconditioner is None:
+
+        def sgld(position, grad, state, step_size, generator, temperature=1.0):
+            return sgld_step(position, grad, step_size, generator, temperature), None
+
+        return LangevinKernel(lambda position: None, sgld)
+    if preconditioner == "rmsprop":
+
+        def psgld(position, grad, state, step_size, generator, temperature=1.0):
+            return psgld_step(position, grad, state, step_size, generator, temperature, alpha, eps)
+
+        return LangevinKernel(psgld_init, psgld)
+    raise ValueError(f"preconditioner must be None or 'rmsprop', got {preconditioner!r}")
 
 
 def max_stable_step_size(curvature: float) -> float:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.core.schedule import ChainSchedule
-from liftpeft.core.sgld import check_step_size, psgld_init, psgld_step, recommended_step_size, sgld_step
+from liftpeft.core.sgld import check_step_size, langevin_kernel, recommended_step_size
 from liftpeft.methods.base import MetaProblem, register
 from liftpeft.methods.taskwise_bayes import SGLD_ADAPT_TEST_TIME, SGLDAdaptConfig, sgld_adapt
 from liftpeft.objective import TaskObjective, loss_and_grad, sample_batch
@@ -97,7 +97,8 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
 
     warm = theta.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([warm], lr=config.warmup_lr)
-    state = psgld_init(theta)
+    kernel = langevin_kernel(config.preconditioner)
+    state = kernel.init(theta)
     kept: collections.deque[torch.Tensor] = collections.deque(maxlen=config.kept_samples)
     schedule = config.schedule
     for step in progress_bar(range(config.meta_steps), desc="shared-bayes sampling", unit="step"):
@@ -107,10 +108,7 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
             theta = warm.detach().clone()
             continue
         grad = grad_log_posterior(theta)
-        if config.preconditioner is None:
-            theta = sgld_step(theta, grad, config.step_size, noise, config.temperature)
-        else:
-            theta, state = psgld_step(theta, grad, state, config.step_size, noise, config.temperature)
+        theta, state = kernel.step(theta, grad, state, config.step_size, noise, config.temperature)
         if schedule.keeps(step):
             kept.append(theta.clone())
     return SharedPosterior(torch.stack(list(kept)), center)
