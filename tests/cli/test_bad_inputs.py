@@ -151,3 +151,11 @@ def test_bench_refuses_an_invalid_backbone_setting(tmp_path, capsys):
     assert main(argv) == 1
     assert "max_length must be an integer >= 1" in _one_line_error(capsys)
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_refuses_an_unknown_config_section(tmp_path, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text("benchmark: rule-family\nmethod: {lift: {k: 2}}\n")  # "method" for "methods"
+    assert main(["bench", "--config", str(config), "--out", str(tmp_path / "r")]) == 1
+    assert "unknown section(s) ['method']" in _one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
