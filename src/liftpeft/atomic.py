@@ -23,7 +23,7 @@ def _umask() -> int:
     return current
 
 
-def _usual_mode(path: str | os.PathLike, directory: bool = False) -> None:
+def usual_mode(path: str | os.PathLike, directory: bool = False) -> None:
     """Give a temporary (created 0600 / 0700) the mode any other file of the user gets."""
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
@@ -37,7 +37,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        _usual_mode(tmp)
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,7 +59,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    _usual_mode(tmp, directory=True)
+    usual_mode(tmp, directory=True)
     try:
         yield tmp
     except BaseException:
@@ -87,7 +87,7 @@ def save_tensors(tensors: dict[str, Any], path: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     save_file(tensors, str(path))
-    _usual_mode(path)
+    usual_mode(path)
     return Path(path)
 
 
@@ -108,7 +108,7 @@ def write_tensors_with_json(
         save_tensors(tensors, tmp_tensors)
         text = json.dumps(meta(sha256_file(tmp_tensors)), indent=1, sort_keys=True, default=str) + "\n"
         tmp_json.write_text(text, encoding="utf-8")
-        _usual_mode(tmp_json)
+        usual_mode(tmp_json)
         os.replace(tmp_tensors, folder / tensors_name)
         os.replace(tmp_json, folder / json_name)
     except BaseException:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liftpeft._version import __version__
-from liftpeft.atomic import atomic_write_json
+from liftpeft.atomic import atomic_write_json, usual_mode
 
 MARKER = ".liftpeft-output.json"
 MARKER_FORMAT = "liftpeft-output/1"
@@ -140,6 +140,9 @@ class OutputDir:
         tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=_BUILD_PREFIX))
         try:
             yield tmp
+            for item in tmp.rglob("*"):  # libraries write some files 0600 (safetensors): the usual mode
+                if item.is_file() and not item.is_symlink():
+                    usual_mode(item)
             names = sorted(p.name for p in tmp.iterdir())
             _write_marker(self.path, self.kind, extra=names)
             # the identifying file last, so an interrupted publish is never mistaken for a whole one

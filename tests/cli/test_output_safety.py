@@ -175,3 +175,17 @@ def test_bench_seeds_zero_is_refused(tmp_path, capsys):
     assert main(["bench", "--benchmark", "rule-family", "--seeds", "0", "--out", str(tmp_path / "r")]) == 1
     assert "--seeds N with N >= 1" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_every_written_file_has_the_users_usual_mode(w, zoo, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    for folder in (w.root / "prior", zoo / "a0"):
+        modes = {
+            p.relative_to(folder): stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()
+        }
+        assert modes and set(modes.values()) == {expected}, modes
