@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     "api": 4,
     "cli": 4,
     "demo": 4,
+    "example": 4,
     "zoo": 4,
     "__main__": 4,
 }
