@@ -224,7 +224,7 @@ def adapt(
     if isinstance(prior, service.MetaTrained):
         trained = prior
     elif isinstance(prior, LearnedPrior):
-        trained = service._from_prior(prior, None)
+        trained = service.from_prior(prior, None)
     else:
         trained = service.load(prior)
     overrides = service.check_test_time(trained.method, {"adapt_steps": steps, **settings})

@@ -225,14 +225,14 @@ def load(path: str | os.PathLike, method: str | None = None) -> MetaTrained:
             return MetaTrained(method, {}, state, seconds=float(seconds), path=path)
     if (path / META_FILE).is_file():
         prior = LearnedPrior.load(path)
-        return _from_prior(prior, path)
+        return from_prior(prior, path)
     raise ArtefactError(
         f"{path} holds no meta-trained artefact ({ARTEFACT_FILE} or {META_FILE}); "
         "give a directory written by `liftpeft meta-train` or `liftpeft zoo-prior`"
     )
 
 
-def _from_prior(prior: LearnedPrior, path: Path | None) -> MetaTrained:
+def from_prior(prior: LearnedPrior, path: Path | None) -> MetaTrained:
     """A LiFT prior without ``method.json``: LiFT with the settings stored in the prior."""
     config_class = available_methods()["lift"].config_class
     fields = {f.name for f in dataclasses.fields(config_class)}
@@ -252,7 +252,7 @@ def save_prior(
     extra: dict[str, Any] | None = None,
 ) -> MetaTrained:
     """Save a prior built without meta-training (``zoo-prior``) as a LiFT artefact in ``out``."""
-    result = _from_prior(prior, None)
+    result = from_prior(prior, None)
     result.backbone_settings.update(backbone_settings or {})
     target = claim_output(out, "prior", overwrite=overwrite, publish=True)
     result.path = target.path

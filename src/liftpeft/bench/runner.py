@@ -95,14 +95,24 @@ def compare_config(
     return complete_bench_config(config)
 
 
-BENCH_CONFIG_KEYS = ("benchmark", "settings", "methods", "defaults", "variants", "reference", "default_methods")
+BENCH_CONFIG_KEYS = (
+    "benchmark",
+    "settings",
+    "methods",
+    "defaults",
+    "variants",
+    "reference",
+    "default_methods",
+)
 
 
 def complete_bench_config(config: dict[str, Any]) -> dict[str, Any]:
     """Fill a bench config's optional sections with their defaults and validate it."""
     unknown = sorted(set(config) - set(BENCH_CONFIG_KEYS))
     if unknown:
-        raise ValueError(f"the bench config has unknown section(s) {unknown}; valid: {list(BENCH_CONFIG_KEYS)}")
+        raise ValueError(
+            f"the bench config has unknown section(s) {unknown}; valid: {list(BENCH_CONFIG_KEYS)}"
+        )
     config.setdefault("settings", {})
     config.setdefault("methods", {})
     config.setdefault("defaults", {})
