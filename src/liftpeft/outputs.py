@@ -33,6 +33,16 @@ _BUILD_PREFIX = ".liftpeft-build-"
 
 # What each kind writes (top-level names in its directory) and the files that identified it before
 # the marker existed (any one group, all files of it). One table, read by ``claim_output``.
+# what ``liftpeft report`` writes (into a results directory, or a folder of its own)
+_REPORT_ENTRIES = (
+    "report.md",
+    "report.html",
+    "methods.png",
+    "per_task.png",
+    "k_sweep.png",
+    "sigma_sweep.png",
+    "traces.png",
+)
 KINDS: dict[str, dict[str, tuple]] = {
     "prior": {  # any method's meta-trained state (a LiFT prior, a MAML init, ...)
         "signature": (("method.json",), ("prior.json",), ("state.json",), ("meta_train_seconds.json",)),
@@ -56,30 +66,11 @@ KINDS: dict[str, dict[str, tuple]] = {
     },
     "bench": {
         "signature": (("run.json",), ("results.jsonl",)),
-        "entries": (
-            "run.json",
-            "results.jsonl",
-            "states",
-            "report.md",
-            "report.html",
-            "methods.png",
-            "per_task.png",
-            "k_sweep.png",
-            "sigma_sweep.png",
-            "traces.png",
-        ),
+        "entries": ("run.json", "results.jsonl", "states", *_REPORT_ENTRIES),
     },
     "report": {
         "signature": (("report.md",),),
-        "entries": (
-            "report.md",
-            "report.html",
-            "methods.png",
-            "per_task.png",
-            "k_sweep.png",
-            "sigma_sweep.png",
-            "traces.png",
-        ),
+        "entries": _REPORT_ENTRIES,
     },
     "example": {
         "signature": (("EXAMPLE.md",),),

@@ -10,19 +10,8 @@ from liftpeft.cli import commands
 from liftpeft.cli.main import main
 from liftpeft.data.synthetic import write_rule_family
 from liftpeft.peft_integration.tiny import make_tiny_model
+from tests.cli.conftest import TINY_META_TRAIN as TINY
 from tests.outputs.test_claim import snapshot
-
-TINY = [
-    "--quiet",
-    "--set",
-    "warmup_steps=4",
-    "--set",
-    "burnin_steps=2",
-    "--set",
-    "sigma=1",
-    "--set",
-    "beta=1",
-]
 
 
 @pytest.fixture(scope="module")
