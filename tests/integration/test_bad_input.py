@@ -7,8 +7,8 @@ import torch
 
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods import MetaProblem
+from liftpeft.methods import checkpoint as checkpoint_module
 from liftpeft.methods.lift import LiftConfig, LiftTrainer, MetaTrainingError
-from liftpeft.methods.lift import checkpoint as checkpoint_module
 
 
 class Quadratic:

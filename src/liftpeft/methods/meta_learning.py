@@ -33,8 +33,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from liftpeft.methods.base import MetaProblem, RunContext
+from liftpeft.methods.checkpoint import load_checkpoint, save_checkpoint
 from liftpeft.methods.finetune import FINETUNE_TEST_TIME, FinetuneConfig
-from liftpeft.methods.lift.checkpoint import load_checkpoint, save_checkpoint
 from liftpeft.objective import TaskObjective
 from liftpeft.progress import progress_bar
 

@@ -29,7 +29,7 @@ from liftpeft.core.prior import HierarchicalPrior
 from liftpeft.core.warmup import HierarchicalWarmup
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem
-from liftpeft.methods.lift.checkpoint import load_checkpoint, save_checkpoint
+from liftpeft.methods.checkpoint import load_checkpoint, save_checkpoint
 from liftpeft.methods.lift.config import LIFT_TEST_TIME, LiftConfig
 from liftpeft.objective import loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar

@@ -1,4 +1,6 @@
-"""Checkpoints of a meta-training run: tensors in safetensors, everything else in JSON.
+"""Checkpoints of a meta-training run (LiFT's chain, the meta-learners' outer loop).
+
+Tensors go to safetensors, everything else to JSON.
 
 A checkpoint is a directory ``checkpoint/`` swapped in atomically, so a run killed at any moment
 leaves the previous complete checkpoint behind.
