@@ -1,7 +1,8 @@
 """The learned prior as an artefact: a directory with ``prior.safetensors`` and ``prior.json``.
 
 ``prior.safetensors`` holds the mixture (``weights`` (K,), ``means`` (K, d), ``covariances`` (K, d),
-``counts`` (K,)) and the PEFT initialisation ``center`` (d,). ``prior.json`` holds ``beta`` and ``sigma``,
+``counts`` (K,)), the PEFT initialisation ``center`` (d,) and, for the structured prior, the learned
+task spread ``task_variance`` (d,). ``prior.json`` holds ``beta`` and ``sigma`` (and the structured prior's ``dof`` and ``structure``),
 the backbone description (base model, PEFT config, adapter layout), the hyperparameters, the task
 names, the liftpeft version, the creation time, and the SHA-256 of the tensor file (so a torn write
 is detected). Both files are written atomically, the JSON last.
@@ -24,6 +25,8 @@ from liftpeft.atomic import sha256_file, write_tensors_with_json
 from liftpeft.core.mixture import OnlineGaussianMixture
 from liftpeft.core.mixture_prior import MixturePrior
 
+FORMAT_V1 = "liftpeft-prior/1"
+FORMAT_V2 = "liftpeft-prior/2"  # adds task_variance, dof and structure (the structured prior)
 TENSORS_FILE = "prior.safetensors"
 META_FILE = "prior.json"
 
@@ -50,6 +53,11 @@ class LearnedPrior:
     created: str = ""
     version: str = __version__
     trace: dict[str, list[float]] = field(default_factory=dict, repr=False)  # per kept phi sample
+    # the structured prior (SPEC section 10): learned spread per coordinate, Student-t tails, and a
+    # JSON summary (spread per block, training tasks' clusters and scales) that `liftpeft info` prints
+    task_variance: torch.Tensor | None = None  # (d,); replaces beta^2 when set
+    dof: float | None = None
+    structure: dict[str, Any] = field(default_factory=dict, repr=False)
     siblings: dict[int, LearnedPrior] = field(default_factory=dict, repr=False)  # same chain, other K
 
     def __post_init__(self) -> None:
@@ -58,6 +66,10 @@ class LearnedPrior:
             raise PriorFormatError(
                 f"inconsistent prior tensors: weights {tuple(self.weights.shape)}, means {(k, d)}, "
                 f"covariances {tuple(self.covariances.shape)}, center {tuple(self.center.shape)}"
+            )
+        if self.task_variance is not None and self.task_variance.shape != (d,):
+            raise PriorFormatError(
+                f"task_variance has shape {tuple(self.task_variance.shape)}, expected ({d},)"
             )
         if not self.created:
             self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -93,7 +105,13 @@ class LearnedPrior:
         the task spread at test time; 1 is the hierarchical model's own predictive)."""
         if not beta_scale > 0:
             raise ValueError(f"beta_scale must be > 0, got {beta_scale}")
-        return MixturePrior(self.mixture(), self.beta * beta_scale)
+        spread = None if self.task_variance is None else self.task_variance * beta_scale**2
+        return MixturePrior(self.mixture(), self.beta * beta_scale, task_variance=spread, dof=self.dof)
+
+    @property
+    def is_structured(self) -> bool:
+        """A prior of the structured model (learned spread, task clusters or heavy tails)."""
+        return bool(self.structure) or self.task_variance is not None or self.dof is not None
 
     # -- disk -------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
@@ -107,6 +125,8 @@ class LearnedPrior:
         }
         if self.counts is not None:
             tensors["counts"] = self.counts.float().contiguous()
+        if self.task_variance is not None:
+            tensors["task_variance"] = self.task_variance.float().contiguous()
         # both written to temporaries first, the JSON renamed last: never a torn prior
         write_tensors_with_json(
             folder,
@@ -114,7 +134,7 @@ class LearnedPrior:
             META_FILE,
             tensors,
             lambda sha: {
-                "format": "liftpeft-prior/1",
+                "format": FORMAT_V2 if self.is_structured else FORMAT_V1,
                 "liftpeft_version": self.version,
                 "created": self.created,
                 "source": self.source,
@@ -126,6 +146,8 @@ class LearnedPrior:
                 "config": self.config,
                 "task_names": self.task_names,
                 "trace": self.trace,
+                "dof": self.dof,
+                "structure": self.structure,
                 "tensors_sha256": sha,
             },
         )
@@ -144,6 +166,11 @@ class LearnedPrior:
             meta = json.loads(meta_file.read_text())
         except json.JSONDecodeError as err:
             raise PriorFormatError(f"{meta_file}: invalid JSON ({err.msg})") from None
+        if meta.get("format", FORMAT_V1) not in (FORMAT_V1, FORMAT_V2):
+            raise PriorFormatError(
+                f"{meta_file} has format {meta.get('format')!r}, which this liftpeft ({__version__}) "
+                "cannot read; upgrade liftpeft"
+            )
         if meta.get("tensors_sha256") != sha256_file(tensor_file):
             raise PriorFormatError(
                 f"{tensor_file} does not match {meta_file} (an interrupted or partial write?); "
@@ -156,6 +183,9 @@ class LearnedPrior:
             covariances=t["covariances"],
             center=t["center"],
             counts=t.get("counts"),
+            task_variance=t.get("task_variance"),
+            dof=None if meta.get("dof") is None else float(meta["dof"]),
+            structure=meta.get("structure", {}),
             beta=float(meta["beta"]),
             sigma=float(meta["sigma"]),
             backbone=meta.get("backbone", {}),

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from liftpeft.core.gaussian import gmm_grad_log_prob, gmm_log_prob
+from liftpeft.core.gaussian import mixture_grad_log_prob, mixture_log_joint
 from liftpeft.core.gibbs import NonFiniteError
 from liftpeft.core.sgld import check_step_size, langevin_kernel, recommended_step_size
 
@@ -29,22 +29,35 @@ class FittedMixture(Protocol):
 
 
 class MixturePrior:
-    """``sum_j alpha_j N(theta; mu_j, Sigma_j + beta^2 I)`` with diagonal ``Sigma_j``.
+    """``sum_j alpha_j f(theta; mu_j, Sigma_j + beta^2)`` with diagonal ``Sigma_j``; ``f`` is Gaussian, or a
+    Student-t with ``dof`` degrees of freedom (the structured prior's heavy tails).
 
     Args:
         mixture: a fitted mixture exposing ``weights_`` (K,), ``means_`` (K, d), ``covariances_`` (K, d).
         beta: the task-level standard deviation of the hierarchical prior.
+        task_variance: ``(d,)`` learned task spread per coordinate; replaces ``beta^2`` when given.
+        dof: Student-t degrees of freedom (``None``: Gaussian components).
     """
 
-    def __init__(self, mixture: FittedMixture, beta: float) -> None:
+    def __init__(
+        self,
+        mixture: FittedMixture,
+        beta: float,
+        task_variance: torch.Tensor | None = None,
+        dof: float | None = None,
+    ) -> None:
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
+        if dof is not None and not dof > 0:
+            raise ValueError(f"dof must be > 0 or None, got {dof}")
         self.beta = float(beta)
+        self.dof = None if dof is None else float(dof)
         self.weights = mixture.weights_.detach().to(torch.float64).clone()
         self.means = mixture.means_.detach().clone()
-        self.variances = mixture.covariances_.detach() + beta**2
+        spread = beta**2 if task_variance is None else task_variance.detach().to(self.means.dtype)
+        self.variances = mixture.covariances_.detach() + spread
         if self.means.dim() != 2 or self.variances.shape != self.means.shape:
-            raise ValueError("mixture means_ and covariances_ must both be (K, d)")
+            raise ValueError("mixture means_ and covariances_ (and task_variance) must fit (K, d)")
         self._log_weights = self.weights.log()
 
     @property
@@ -57,8 +70,10 @@ class MixturePrior:
 
     @property
     def curvature(self) -> float:
-        """Largest curvature of ``-log p`` within a component: ``1 / min(Sigma + beta^2)``."""
-        return float(1.0 / self.variances.min())
+        """Largest curvature of ``-log p`` within a component: ``1 / min(Sigma + beta^2)`` (a Student-t's
+        is at most ``(nu + d) / nu`` times that, at its centre)."""
+        scale = 1.0 if self.dof is None else (self.dof + self.dim) / self.dof
+        return float(scale / self.variances.min())
 
     def _rows(self, theta: torch.Tensor) -> tuple[torch.Tensor, bool]:
         if theta.shape[-1] != self.dim:
@@ -68,13 +83,24 @@ class MixturePrior:
     def log_prob(self, theta: torch.Tensor) -> torch.Tensor:
         """``log p(theta)``: ``(d,)`` -> scalar, ``(n, d)`` -> ``(n,)`` (float64)."""
         rows, single = self._rows(theta)
-        out = gmm_log_prob(rows, self._log_weights, self.means, self.variances)
+        joint = mixture_log_joint(rows, self._log_weights, self.means, self.variances, self.dof)
+        out = torch.logsumexp(joint, dim=1)
+        return out[0] if single else out
+
+    def responsibilities(self, theta: torch.Tensor) -> torch.Tensor:
+        """Posterior probability of each component given ``theta``: ``(d,)`` -> ``(K,)``, ``(n, d)`` -> ``(n, K)``."""
+        rows, single = self._rows(theta)
+        out = torch.softmax(
+            mixture_log_joint(rows, self._log_weights, self.means, self.variances, self.dof), 1
+        )
         return out[0] if single else out
 
     def grad_log_prob(self, theta: torch.Tensor) -> torch.Tensor:
         """``d/dtheta log p(theta)``, same shape and dtype as ``theta``."""
         rows, single = self._rows(theta)
-        out = gmm_grad_log_prob(rows, self._log_weights, self.means.to(rows), self.variances.to(rows))
+        out = mixture_grad_log_prob(
+            rows, self._log_weights, self.means.to(rows), self.variances.to(rows), self.dof
+        )
         return out[0] if single else out
 
     def best_component(self, loss_fn: Callable[[torch.Tensor], float] | None = None) -> int:

@@ -124,3 +124,102 @@ class HierarchicalWarmup:
         self._phi_count = int(state["phi_count"])
         self._delta_count = state["delta_count"].clone()
         self.step_count = int(state["step_count"])
+
+
+class ClusteredWarmup:
+    """The warm-up of the structured prior with ``K`` task clusters: Adam on ``(phi_1..K, delta_1..N)``
+    with ``theta_i = phi_{z_i} + delta_i`` and hard assignments ``z_i`` (noise-free, fixed spread).
+
+    ``phi_k`` gets ``-(phi_k - c)/sigma^2 + (N/B) sum_{visited i in k} g_i``, ``delta_i`` the same as in
+    ``HierarchicalWarmup``. Symmetry breaking: the tasks start in a fixed random balanced partition;
+    after ``assign_after`` steps a visited task moves to the centre under which its offset fits its
+    data best, ``argmin_k L_i(phi_k + delta_i)`` on a minibatch (``loss_fn``; K forward passes), its
+    offset carried along. Centres then follow their tasks as fast as one adapter trained on the union
+    of a cluster would, which the per-task chain alone cannot.
+    """
+
+    def __init__(
+        self,
+        prior: HierarchicalPrior,
+        n_tasks: int,
+        dim: int,
+        lr: float,
+        clusters: int,
+        generator: torch.Generator,
+        init: torch.Tensor | None = None,
+        assign_after: int = 0,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if not lr > 0 or clusters < 1 or n_tasks < clusters:
+            raise ValueError(f"need lr > 0 and 1 <= clusters <= n_tasks, got lr={lr}, clusters={clusters}")
+        self.prior, self.n_tasks, self.dim, self.lr = prior, int(n_tasks), int(dim), float(lr)
+        self.clusters, self.assign_after = int(clusters), int(assign_after)
+        start = prior.center if init is None else init
+        start = torch.zeros(dim) if start is None else start
+        self.phis = start.to(dtype).expand(self.clusters, dim).clone()
+        self.delta = torch.zeros(self.n_tasks, self.dim, dtype=dtype)
+        self.z = torch.randperm(self.n_tasks, generator=generator) % self.clusters
+        self._phi_m, self._phi_v = torch.zeros_like(self.phis), torch.zeros_like(self.phis)
+        self._delta_m, self._delta_v = torch.zeros_like(self.delta), torch.zeros_like(self.delta)
+        self._phi_count = torch.zeros(self.clusters, 1, dtype=torch.long)
+        self._delta_count = torch.zeros(self.n_tasks, 1, dtype=torch.long)
+        self.step_count = 0
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.phis[self.z] + self.delta
+
+    @property
+    def phi(self) -> torch.Tensor:
+        """Size-weighted mean of the centres (logs and traces)."""
+        sizes = torch.bincount(self.z, minlength=self.clusters).to(self.phis)
+        return (sizes / sizes.sum()) @ self.phis
+
+    def step(
+        self,
+        task_index: int | torch.Tensor,
+        grad_fn: Callable[[torch.Tensor], torch.Tensor],
+        loss_fn: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        """``loss_fn(i, rows)``: task ``i``'s minibatch loss at each row ``(K, d)`` (for the assignment)."""
+        idx = torch.as_tensor(task_index, dtype=torch.long).reshape(-1)
+        if loss_fn is not None and self.clusters > 1 and self.step_count >= self.assign_after:
+            for i in idx.tolist():
+                self.z[i] = int(torch.as_tensor(loss_fn(i, self.phis + self.delta[i])).argmin())
+        single = not isinstance(task_index, torch.Tensor) or task_index.dim() == 0
+        rows = self.phis[self.z[idx]] + self.delta[idx]
+        grad = grad_fn(rows[0].clone() if single else rows.clone()).reshape(rows.shape).to(rows)
+        if not torch.isfinite(grad).all():
+            raise NonFiniteError(
+                f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {self.step_count}"
+            )
+        g_delta = -self.delta[idx] / self.prior.beta**2 + grad
+        count = self._delta_count[idx] + 1
+        direction, m, v = adam_direction(g_delta, self._delta_m[idx], self._delta_v[idx], count)
+        self._delta_m[idx], self._delta_v[idx], self._delta_count[idx] = m, v, count
+        self.delta[idx] = self.delta[idx] + self.lr * direction
+        # each visited task's cluster centre: its prior and the unbiased estimate of its members' sum
+        for k in self.z[idx].unique().tolist():
+            members = self.z[idx] == k
+            g_phi = self.prior.grad_log_prob_phi(self.phis[k]) + (self.n_tasks / len(idx)) * grad[
+                members
+            ].sum(0)
+            self._phi_count[k] += 1
+            direction, self._phi_m[k], self._phi_v[k] = adam_direction(
+                g_phi, self._phi_m[k], self._phi_v[k], int(self._phi_count[k])
+            )
+            self.phis[k] = self.phis[k] + self.lr * direction
+        self.step_count += 1
+
+    _STATE = ("phis", "delta", "z", "_phi_m", "_phi_v", "_delta_m", "_delta_v", "_phi_count", "_delta_count")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step_count": self.step_count,
+            **{n.lstrip("_"): getattr(self, n).clone() for n in self._STATE},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state["step_count"])
+        for name in self._STATE:
+            setattr(self, name, state[name.lstrip("_")].clone())

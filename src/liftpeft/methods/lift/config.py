@@ -7,6 +7,7 @@ from typing import Any
 
 from liftpeft.core.gibbs import PHI_UPDATES
 from liftpeft.core.schedule import BURNIN_FRACTION, WARMUP_FRACTION, ChainSchedule, derived_phase_lengths
+from liftpeft.core.structured import SPREADS
 
 # the settings of LiftConfig that only affect test-time adaptation
 LIFT_TEST_TIME = (
@@ -28,7 +29,10 @@ class LiftConfig:
     loss and ``n_i`` its number of training examples.
     """
 
-    k: int = field(default=5, metadata={"help": "mixture components of the learned prior"})
+    k: int = field(
+        default=5,
+        metadata={"help": "components of the paper's mixture over phi samples (unstructured prior)"},
+    )
     extra_k: list[int] = field(
         default_factory=list, metadata={"help": "also fit mixtures with these K on the same chain (K sweeps)"}
     )
@@ -68,6 +72,21 @@ class LiftConfig:
         default=1.0,
         metadata={"help": "test-time width of the task prior: beta x this (1 = the model's own beta)"},
     )
+    # the structured prior (SPEC section 10); each is a switch, all off is the paper's model
+    spread: str = field(
+        default="fixed",
+        metadata={"help": "task spread: fixed (beta, the paper) | learned per global | tensor | coordinate"},
+    )
+    spread_a0: float = field(
+        default=1.0, metadata={"help": "inverse-gamma shape of the learned spread's hyperprior (scale beta)"}
+    )
+    clusters: int = field(
+        default=1, metadata={"help": "task clusters with their own centres (1 = one shared centre)"}
+    )
+    cluster_alpha: float = field(default=1.0, metadata={"help": "Dirichlet concentration per cluster"})
+    tail_dof: float | None = field(
+        default=None, metadata={"help": "Student-t task prior with these degrees of freedom (None: Gaussian)"}
+    )
 
     def __post_init__(self) -> None:
         if self.k < 1 or any(k < 1 for k in self.extra_k):
@@ -86,13 +105,35 @@ class LiftConfig:
         self.warmup_steps, self.burnin_steps = derived_phase_lengths(
             self.steps, self.warmup_steps, self.burnin_steps
         )
-        self.schedule.require_samples(
-            max([self.k, *self.extra_k]), f"a mixture of K={max([self.k, *self.extra_k])}"
-        )
+        if self.structured:
+            self.schedule.require_samples(1, "the structured prior's posterior summary")
+        else:
+            self.schedule.require_samples(
+                max([self.k, *self.extra_k]), f"a mixture of K={max([self.k, *self.extra_k])}"
+            )
         if self.adapt_method not in ("sgld", "map"):
             raise ValueError(f"adapt_method must be 'sgld' or 'map', got {self.adapt_method!r}")
         if self.batch_size < 1 or self.tasks_per_step < 1 or self.adapt_keep_last < 1:
             raise ValueError("batch_size, tasks_per_step and adapt_keep_last must be >= 1")
+        if self.spread not in SPREADS:
+            raise ValueError(f"spread must be one of {SPREADS}, got {self.spread!r}")
+        if self.clusters < 1:
+            raise ValueError(f"clusters must be >= 1, got {self.clusters}")
+        if self.tail_dof is not None and not self.tail_dof > 0:
+            raise ValueError(f"tail_dof must be > 0 (or unset for Gaussian tails), got {self.tail_dof}")
+        if not (self.spread_a0 > 0 and self.cluster_alpha > 0):
+            raise ValueError("spread_a0 and cluster_alpha must be > 0")
+        if self.structured and self.phi_update != "gibbs":
+            raise ValueError(
+                "the structured prior (spread, clusters, tail_dof) draws its centres exactly; "
+                f"leave phi_update at 'gibbs' (got {self.phi_update!r})"
+            )
+
+    @property
+    def structured(self) -> bool:
+        """Whether any piece of the structured prior is on (then ``k`` and ``extra_k`` are unused: the
+        prior's components are the task clusters)."""
+        return self.spread != "fixed" or self.clusters > 1 or self.tail_dof is not None
 
     @property
     def schedule(self) -> ChainSchedule:

@@ -26,11 +26,14 @@ import torch
 from liftpeft.core.gibbs import NonFiniteError, SGLDGibbs
 from liftpeft.core.mixture import OnlineGaussianMixture
 from liftpeft.core.prior import HierarchicalPrior
-from liftpeft.core.warmup import HierarchicalWarmup
+from liftpeft.core.structured import StructuredGibbs
+from liftpeft.core.warmup import ClusteredWarmup, HierarchicalWarmup
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem
 from liftpeft.methods.checkpoint import load_checkpoint, save_checkpoint
 from liftpeft.methods.lift.config import LIFT_TEST_TIME, LiftConfig
+from liftpeft.methods.lift.structured import build_sampler as build_structured_sampler
+from liftpeft.methods.lift.structured import structured_prior
 from liftpeft.objective import loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar
 
@@ -72,24 +75,42 @@ class LiftTrainer:
         self.on_log = on_log
         n, d = len(problem.train), problem.dim
         prior = HierarchicalPrior(config.sigma, config.beta, center=problem.theta0.float())
-        self.sampler = SGLDGibbs(
-            prior,
-            n,
-            d,
-            config.step_size,
-            phi_update=config.phi_update,
-            temperature=config.temperature,
-            seed=self.seed,
-            phi_step_size=config.phi_step_size,
-            preconditioner=config.preconditioner,
-            init=problem.theta0.float(),
-        )
-        self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
+        self.sampler: SGLDGibbs | StructuredGibbs
+        if config.structured:
+            self.sampler = build_structured_sampler(problem, config, self.seed)
+        else:
+            self.sampler = SGLDGibbs(
+                prior,
+                n,
+                d,
+                config.step_size,
+                phi_update=config.phi_update,
+                temperature=config.temperature,
+                seed=self.seed,
+                phi_step_size=config.phi_step_size,
+                preconditioner=config.preconditioner,
+                init=problem.theta0.float(),
+            )
+        self.warmup: HierarchicalWarmup | ClusteredWarmup
+        if config.structured and config.clusters > 1:
+            self.warmup = ClusteredWarmup(
+                prior,
+                n,
+                d,
+                config.warmup_lr,
+                config.clusters,
+                generator=torch.Generator().manual_seed(self.seed + 3),
+                init=problem.theta0.float(),
+                assign_after=config.warmup_steps // 4,
+            )
+        else:
+            self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
+        # the paper's online mixture over phi samples (the structured prior summarises its own chain)
         self.mixtures = {
             k: OnlineGaussianMixture(k, random_state=self.seed, buffer_size=self._buffer_size(k))
-            for k in [config.k, *config.extra_k]
+            for k in ([] if config.structured else [config.k, *config.extra_k])
         }
-        self.mixture = self.mixtures[config.k]
+        self.mixture = self.mixtures.get(config.k)
         self.data_generator = torch.Generator().manual_seed(self.seed + 1)
         # Sampler diagnostics: summary statistics of every kept phi sample -- its distance from the
         # PEFT initialisation and its projections on a few fixed random directions.
@@ -163,6 +184,17 @@ class LiftTrainer:
 
         return grad_fn
 
+    @torch.no_grad()
+    def _losses(self, i: int, rows: torch.Tensor) -> torch.Tensor:
+        """Task ``i``'s mean loss at each row ``(n, d)``, on one fresh minibatch shared by the rows."""
+        task = self.problem.train[i]
+        idx = sample_batch(self._sizes[i], self.config.batch_size, self.data_generator)
+        return torch.tensor([float(task.loss(row, idx)) for row in rows], dtype=torch.float64)
+
+    def _log_lik(self, i: int, rows: torch.Tensor) -> torch.Tensor:
+        """``log p(D_i | theta) = -(n_i / tau) L_i(theta)`` on one fresh minibatch, for each row."""
+        return -(self._sizes[i] / self.config.tau) * self._losses(i, rows)
+
     def _pick_tasks(self) -> list[int]:
         n = len(self.problem.train)
         k = min(self.config.tasks_per_step, n)
@@ -184,15 +216,22 @@ class LiftTrainer:
                 tasks = self._pick_tasks()
                 index: int | torch.Tensor = tasks[0] if len(tasks) == 1 else torch.tensor(tasks)
                 try:
-                    if phase == "warmup":
+                    if phase == "warmup" and isinstance(self.warmup, ClusteredWarmup):
+                        self.warmup.step(index, self._grad_fn(tasks), loss_fn=self._losses)
+                    elif phase == "warmup":
                         self.warmup.step(index, self._grad_fn(tasks))
                     else:
-                        if self.step == cfg.warmup_steps and cfg.warmup_steps > 0:
-                            self.sampler.set_state(phi=self.warmup.phi, theta=self.warmup.theta)
-                        self.sampler.step(index, self._grad_fn(tasks))
+                        if self.step == cfg.warmup_steps:
+                            self._start_chain()
+                        if isinstance(self.sampler, StructuredGibbs) and cfg.clusters > 1:
+                            self.sampler.step(index, self._grad_fn(tasks), log_lik_fn=self._log_lik)
+                        else:
+                            self.sampler.step(index, self._grad_fn(tasks))
                 except NonFiniteError as err:
                     raise MetaTrainingError(self._failure_message(err)) from None
                 if schedule.keeps(self.step):
+                    if isinstance(self.sampler, StructuredGibbs):
+                        self.sampler.record()
                     for mixture in self.mixtures.values():
                         mixture.partial_fit(self.sampler.phi)
                     self._record_trace()
@@ -208,16 +247,30 @@ class LiftTrainer:
                     save_checkpoint(self.workdir / CHECKPOINT_DIR, self.state_dict())
         finally:
             bar.close()
+        if isinstance(self.sampler, StructuredGibbs):
+            return structured_prior(self.sampler, self.problem, cfg, self.seed, self.trace)
         priors = {k: self._prior(k) for k in self.mixtures}
         main = priors.pop(cfg.k)
         main.siblings = priors
         return main
 
+    def _start_chain(self) -> None:
+        """Hand the warm-up's adapters to the sampler (the structured one also seeds its clusters)."""
+        if isinstance(self.sampler, StructuredGibbs):
+            clusters = self.warmup.z if isinstance(self.warmup, ClusteredWarmup) else None
+            self.sampler.initialize(self.warmup.theta, assignments=clusters)
+        elif self.config.warmup_steps > 0:
+            self.sampler.set_state(phi=self.warmup.phi, theta=self.warmup.theta)
+
+    @staticmethod
+    def _phi(state: Any) -> torch.Tensor:
+        return state.phi_mean if isinstance(state, StructuredGibbs) else state.phi
+
     def _trace_names(self) -> list[str]:
         return ["phi_distance", *(f"phi_projection_{i}" for i in range(TRACE_DIRECTIONS))]
 
     def _record_trace(self) -> None:
-        offset = self.sampler.phi - self.problem.theta0
+        offset = self._phi(self.sampler) - self.problem.theta0
         values = [float(offset.norm()), *(float(v) for v in self._trace_directions @ offset)]
         for name, value in zip(self._trace_names(), values):
             self.trace[name].append(value)
@@ -275,10 +328,13 @@ class LiftTrainer:
             "phase": phase,
             "loss": loss,
             "step_size": self.config.step_size,
-            "phi_distance": float((state.phi - self.problem.theta0).norm()),
-            "theta_spread": float((state.theta - state.phi).norm(dim=1).mean()),
+            "phi_distance": float((self._phi(state) - self.problem.theta0).norm()),
+            "theta_spread": float((state.theta - self._phi(state)).norm(dim=1).mean()),
         }
-        if self.mixture.is_fitted:
+        if isinstance(state, StructuredGibbs):
+            record["beta_mean"] = float(state.beta2.mean().sqrt())
+            record["cluster_sizes"] = [int(c) for c in state.counts]
+        if self.mixture is not None and self.mixture.is_fitted:
             record["mixture_weights"] = [round(float(w), 4) for w in self.mixture.weights_]
         if self.on_log is not None:
             self.on_log(record)

@@ -25,5 +25,5 @@ class PriorVariants:
         return {"k": state.n_components, "extra_k": []}
 
 
-LIFT_VARIANTS = PriorVariants(lambda config: list(config.extra_k))
+LIFT_VARIANTS = PriorVariants(lambda config: [] if config.structured else list(config.extra_k))
 SINGLE_PRIOR = PriorVariants(lambda config: [])
