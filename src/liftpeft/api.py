@@ -246,6 +246,9 @@ def adapt(
                 "seed": seed,
                 "adapt": {k: v for k, v in service.settings_of(method).items() if k in test_time},
                 "prior": str(trained.path) if trained.path is not None else None,
+                # what the method reports about this adaptation (LiFT: the prior component chosen and
+                # the new task's cluster responsibilities)
+                "adapt_report": getattr(method, "last_adapt_report", None),
             },
         )
     return AdaptOutcome(samples[-1], samples, adapter_dir, backbone)
@@ -312,6 +315,7 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
             "beta": prior.beta,
             "sigma": prior.sigma,
             "n_tasks": len(prior.task_names),
+            **prior.structure_summary(),
             "settings": prior.config,
             "created": prior.created,
             "liftpeft_version": prior.version,

@@ -113,6 +113,45 @@ class LearnedPrior:
         """A prior of the structured model (learned spread, task clusters or heavy tails)."""
         return bool(self.structure) or self.task_variance is not None or self.dof is not None
 
+    def structure_summary(self, max_tasks: int = 8) -> dict[str, str]:
+        """The structured prior in words (``liftpeft info``): the learned spread, clusters, tails."""
+        st = self.structure
+        if not st:
+            return {}
+        out: dict[str, str] = {}
+        spread = st.get("spread", {})
+        q = spread.get("beta_quantiles", {})
+        if spread.get("mode", "fixed") == "fixed":
+            out["task_spread"] = f"fixed beta = {self.beta:g}"
+        else:
+            out["task_spread"] = (
+                f"learned per {spread['mode']} ({spread.get('n_blocks')} blocks; prior beta "
+                f"{spread.get('prior_beta'):g}): beta median {q.get('q50', float('nan')):.4g}, "
+                f"10-90% {q.get('q10', float('nan')):.4g}-{q.get('q90', float('nan')):.4g}, "
+                f"range {q.get('q0', float('nan')):.4g}-{q.get('q100', float('nan')):.4g}"
+            )
+        assignments = st.get("assignments", {})
+        k = int(st.get("clusters", 1))
+        if k > 1:
+            members: dict[int, list[str]] = {j: [] for j in range(k)}
+            for name, probs in assignments.items():
+                members[max(range(k), key=lambda j: probs[j])].append(name)
+            parts = []
+            for j, weight in enumerate(st.get("cluster_weights", [])):
+                names = members.get(j, [])
+                shown = ", ".join(names[:max_tasks]) + (
+                    f", +{len(names) - max_tasks}" if len(names) > max_tasks else ""
+                )
+                parts.append(f"#{j} weight {weight:.2f}: {len(names)} tasks ({shown or 'none'})")
+            out["clusters"] = "; ".join(parts)
+        if st.get("tail_dof") is not None:
+            scales = sorted(st.get("task_scale", {}).items(), key=lambda item: item[1])
+            least = ", ".join(f"{name} ({value:.2f})" for name, value in scales[:3])
+            out["tails"] = (
+                f"Student-t, nu = {st['tail_dof']:g}; least shrunk (smallest scale lambda): {least}"
+            )
+        return out
+
     # -- disk -------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)

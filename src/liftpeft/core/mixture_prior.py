@@ -12,7 +12,7 @@ component mean and keeps the last ``M`` iterates, whose average predictive gives
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -123,6 +123,7 @@ class AdaptResult:
     samples: torch.Tensor
     init_component: int
     config: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)  # what the caller adds (e.g. responsibilities)
 
 
 def adapt(

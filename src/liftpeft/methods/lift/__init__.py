@@ -34,6 +34,7 @@ class Lift:
 
     def __init__(self, config: LiftConfig | None = None) -> None:
         self.config = config or LiftConfig()
+        self.last_adapt_report: dict | None = None  # the component started from, the responsibilities
 
     def meta_train(
         self,
@@ -53,7 +54,9 @@ class Lift:
         return LiftTrainer(problem, config, seed=seed, workdir=workdir, on_log=on_log).run(resume=resume)
 
     def adapt(self, state: LearnedPrior, task: TaskObjective, seed: int) -> torch.Tensor:
-        return adapt_to_task(state, task, self.config, seed=seed).samples
+        result = adapt_to_task(state, task, self.config, seed=seed)
+        self.last_adapt_report = result.report
+        return result.samples
 
 
 __all__ = ["LearnedPrior", "Lift", "LiftConfig", "LiftTrainer", "MetaTrainingError", "adapt_to_task"]

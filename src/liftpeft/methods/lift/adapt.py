@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from liftpeft.core.mixture_prior import AdaptResult, adapt
@@ -9,6 +11,8 @@ from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.lift.config import LiftConfig
 from liftpeft.objective import TaskObjective, loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar
+
+logger = logging.getLogger(__name__)
 
 _SELECTION_EXAMPLES = 64  # train examples used to pick the starting component
 
@@ -33,7 +37,7 @@ def adapt_to_task(prior: LearnedPrior, task: TaskObjective, config: LiftConfig, 
     mixture_prior = prior.mixture_prior(config.adapt_beta_scale)
     bar = progress_bar(total=config.adapt_steps, desc=f"adapting {task.name}", unit="step")
     try:
-        return adapt(
+        result = adapt(
             mixture_prior,
             grad_log_lik,
             steps=config.adapt_steps,
@@ -48,3 +52,16 @@ def adapt_to_task(prior: LearnedPrior, task: TaskObjective, config: LiftConfig, 
         )
     finally:
         bar.close()
+    responsibilities = mixture_prior.responsibilities(result.theta.double())
+    result.report = {
+        "init_component": result.init_component,
+        "responsibilities": [round(float(r), 4) for r in responsibilities],
+    }
+    if prior.n_components > 1:
+        logger.info(
+            "adapted %s from component %d; responsibilities %s",
+            task.name,
+            result.init_component,
+            result.report["responsibilities"],
+        )
+    return result
