@@ -162,7 +162,9 @@ class PrefixCache:
         t = mask.shape[1]
         causal = torch.ones(t, t, dtype=torch.bool, device=mask.device).tril()
         allowed = causal[None, None] & mask[:, None, None, :].bool()  # (B, 1, T, T)
-        additive = torch.zeros(allowed.shape, dtype=hidden.dtype, device=mask.device).masked_fill(~allowed, neg)
+        additive = torch.zeros(allowed.shape, dtype=hidden.dtype, device=mask.device).masked_fill(
+            ~allowed, neg
+        )
         kwargs: dict[str, Any] = {"attention_mask": additive}
         if self.stack.kind == "llama":
             positions = torch.arange(t, device=hidden.device)[None]  # (1, T): right padding
