@@ -51,6 +51,12 @@ def tree(tmp_path: Path) -> Path:
         root, "natural_instructions/subtask001_qg", {"task_prefix": "Definition: ask.", "examples": natural}
     )
     _write(root, "linguistic_mappings/plural", {"examples": _examples(70, "word")})
+    for twin in ("get_day_1_dates_1", "get_day_1_dates_2"):  # the same examples, another prompt
+        _write(
+            root,
+            f"mult_data_wrangling/{twin}",
+            {"example_input_prefix": twin, "examples": _examples(32, "d")},
+        )
     _write(root, "other_family/sub", {"examples": _examples(70, "ignored")})
     return root
 
@@ -87,6 +93,8 @@ def test_split_per_family_and_meta_split(tree: Path):
     assert "list_functions.00_shot_baseline" not in tasks  # excluded by pattern
     assert "other_family.sub" not in tasks and "list_functions" not in tasks
     assert "arithmetic.1_digit_division" in report["dropped"]
+    assert "mult_data_wrangling.get_day_1_dates_1" in tasks
+    assert report["dropped"]["mult_data_wrangling.get_day_1_dates_2"].startswith("same examples as")
     small = tasks["list_functions.c001"]  # 32 examples: 16 support / no dev / 16 query
     assert (len(small.train), len(small.dev), len(small.test)) == (16, 0, 16)
     large = tasks["arithmetic.2_digit_addition"]  # 100: 32 / 32 / 36

@@ -12,7 +12,9 @@ unpacked. The rules, all set by ``BigBenchGenConfig`` (the shipped values are in
 2. **Examples.** Kept: a non-blank string ``input`` and a ``target`` that is a non-blank string or a
    list whose first entry is one; the **reference is the first listed target** (BIG-bench lists
    alternatives in natural_instructions). ``target_scores`` (arithmetic also has them) is ignored.
-   Exact duplicates (same input and reference) are kept once. With ``prepend_task_prefix`` the
+   Exact duplicates (same input and reference) are kept once. A task whose examples are exactly
+   those of a task earlier by name is dropped (mult_data_wrangling's ``<name>_1`` / ``<name>_2``
+   differ only in BIG-bench's prompt decorations, which are not used here). With ``prepend_task_prefix`` the
    task's ``task_prefix`` is put before the input. The model's text is ``prompt_template`` with
    ``{input}`` filled in; the target is the reference itself (the tokenizer's end-of-sequence token is
    appended by the objective, so an exact match must also stop).
@@ -350,7 +352,12 @@ def build_bigbench_gen(
         "dropped": {},
     }
     tasks, family_of = [], {}
+    first_with: dict[frozenset, str] = {}
     for source in sources:
+        same = first_with.setdefault(frozenset(source.pairs), source.name)
+        if same != source.name:  # e.g. mult_data_wrangling's <name>_1 / <name>_2 differ only in the prompt
+            report["dropped"][source.name] = f"same examples as {same}"
+            continue
         task = split_generative_task(source, config)
         reason = task if isinstance(task, str) else _length_reason(task, config)
         if reason:
