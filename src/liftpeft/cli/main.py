@@ -226,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         "liftpeft data fetch shakespeare",
     )
     p.add_argument("action", choices=["fetch"], help="what to do")
-    p.add_argument("dataset", choices=["shakespeare", "bigbench"], help="which data set")
+    p.add_argument(
+        "dataset",
+        choices=["shakespeare", "bigbench", "bigbench-gen", "smollm2"],
+        help="which data set (smollm2: the bigbench-gen model, converted to safetensors)",
+    )
     p.set_defaults(handler="data")
     return parser
 

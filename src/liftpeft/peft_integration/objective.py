@@ -288,7 +288,7 @@ class PeftTaskObjective:
         }
 
     def _evaluate_tokens(self, thetas, enc: EncodedTokens, chunks) -> dict[str, float]:
-        correct = total = 0
+        correct = total = exact = 0
         nll = 0.0
         for idx in chunks:
             logp, labels = self._averaged(thetas, lambda th, idx=idx: self._token_logp(th, enc, idx))
@@ -296,11 +296,63 @@ class PeftTaskObjective:
             mask = labels != IGNORE
             tok_lp = logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
             nll += float(-(tok_lp * mask).sum())
-            correct += int(((logp.argmax(-1) == labels) & mask).sum())
+            hit = logp.argmax(-1) == labels  # (B, T')
+            correct += int((hit & mask).sum())
+            exact += int((hit | ~mask).all(1).sum())
             total += int(mask.sum())
-        return {
+        out = {
             "token_accuracy": correct / total,
             "loss": nll / total,
             "perplexity": math.exp(min(nll / total, 50.0)),
             "n": float(len(enc)),
         }
+        if self.kind == "text2text":
+            # every target token (and the end-of-sequence token after it) is the argmax under teacher
+            # forcing: exactly when greedy decoding would produce the target's tokens and stop
+            out["exact_match"] = exact / len(enc)
+        return out
+
+    @torch.no_grad()
+    def generate(
+        self,
+        thetas: torch.Tensor,
+        split: str = "test",
+        idx: list[int] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Greedy continuations of the inputs of examples ``idx`` of ``split`` (text-to-text, causal LMs).
+
+        ``thetas`` (d,) or (M, d): with several adapters each step takes the argmax of their mean
+        predictive. Decoding stops at the end-of-sequence token or after ``max_new_tokens`` (default:
+        the reference's length in tokens + 8). No KV cache: meant for a check on a few examples.
+        """
+        if self.kind != "text2text" or self.backbone.family != "causal":
+            raise ValueError(f"generate needs a text-to-text task on a causal LM; {self.name!r} is not one")
+        thetas = thetas[None] if thetas.dim() == 1 else thetas
+        enc = self.encoded(split)
+        tok = self.backbone.tokenizer
+        rows = range(len(enc)) if idx is None else idx
+        texts = []
+        for i in rows:
+            n_src = sum(label == IGNORE for label in enc.labels[i])
+            ids = list(enc.inputs[i][:n_src])
+            limit = max_new_tokens if max_new_tokens is not None else len(enc.inputs[i]) - n_src + 8
+            new: list[int] = []
+            for _ in range(limit):
+                batch = torch.tensor([ids + new], device=self.backbone.device)
+                mask = torch.ones_like(batch)
+                probs = sum(
+                    torch.softmax(
+                        self.backbone.forward(th, input_ids=batch, attention_mask=mask, _bypass_cache=True)
+                        .logits[0, -1]
+                        .float(),
+                        -1,
+                    )
+                    for th in thetas
+                )
+                token = int(probs.argmax())
+                if token == tok.eos_token_id:
+                    break
+                new.append(token)
+            texts.append(tok.decode(new, skip_special_tokens=True))
+        return texts
