@@ -80,3 +80,10 @@ def test_gpt2_cached_logits_still_equal_the_full_forward(tmp_path):
     want = plain.forward(theta, input_ids=ids, attention_mask=mask).logits[keep]
     assert cached.prefix_cache.stack.kind == "gpt2"
     assert torch.allclose(got, want, atol=ATOL)
+
+
+def test_weights_fingerprint_samples_tensors_larger_than_float32_counts_exactly():
+    from liftpeft.peft_integration.backbone import weights_fingerprint
+
+    big = torch.nn.Embedding(49152, 576)  # 28.3M elements, SmolLM2's embedding: linspace overshoots
+    assert len(weights_fingerprint(big)) == 16

@@ -117,6 +117,9 @@ def weights_fingerprint(model: Any, skip: Any = ()) -> str:
                 continue
             flat = tensor.detach().reshape(-1)
             index = torch.linspace(0, flat.numel() - 1, min(_SAMPLE, flat.numel())).long()
+            # float32 linspace can round the last index past the end of a large (> 2**24) tensor;
+            # clamping keeps every smaller tensor's sample, hence existing fingerprints, unchanged
+            index = index.clamp_(max=flat.numel() - 1)
             sample = flat[index].to("cpu", torch.bfloat16).view(torch.int16)
             digest.update(name.encode())
             digest.update(sample.numpy().tobytes())
