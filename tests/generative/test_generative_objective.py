@@ -84,3 +84,26 @@ def test_the_registered_benchmark_builds_on_a_hand_written_pool(tiny_llama, tmp_
     assert info["n_train_tasks"] + info["n_dev_tasks"] + info["n_test_tasks"] == 6 and bench.test
     metrics = bench.test[0].evaluate(bench.problem.theta0, "test")
     assert 0.0 <= metrics["exact_match"] <= 1.0 and metrics["n"] == 16
+
+
+def test_target_only_loss_equals_the_loss_from_full_logits(tiny_llama):
+    """The LM head runs only at target positions; the loss is the per-example mean target NLL."""
+    import torch.nn.functional as F
+
+    from liftpeft.peft_integration import PeftBackbone, PeftTaskObjective
+    from liftpeft.peft_integration.encode import IGNORE
+
+    for cache in (True, False):
+        objective = PeftTaskObjective(PeftBackbone(tiny_llama, PEFT, prefix_cache=cache), _task())
+        theta = objective.backbone.theta0 + 0.1 * torch.randn(
+            objective.backbone.dim, generator=torch.Generator().manual_seed(2)
+        )
+        batch = objective.encoded("train").batch(torch.arange(4))
+        logits = objective.backbone.forward(
+            theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], _bypass_cache=True
+        ).logits
+        labels = batch["labels"][:, 1:]
+        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        mask = labels != IGNORE
+        want = ((nll * mask).sum(1) / mask.sum(1)).mean()
+        assert torch.allclose(objective.loss(theta, torch.arange(4)), want, atol=ATOL)

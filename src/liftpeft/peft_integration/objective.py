@@ -129,10 +129,33 @@ class PeftTaskObjective:
         if enc.seq2seq:
             out = self.backbone.forward(theta, **batch)
             return _token_logprobs(out.logits, batch["labels"], causal=False)
+        if self.kind == "text2text":
+            return self._target_logp(theta, batch)
         out = self.backbone.forward(
             theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         )
         return _token_logprobs(out.logits, batch["labels"], causal=True)
+
+    def _target_logp(self, theta: torch.Tensor, batch: dict[str, torch.Tensor]):
+        """Causal text-to-text: log-probabilities at the target positions only, left-aligned per row.
+
+        Returns ``(logp (B, W, V), labels (B, W))`` with ``W`` the longest target (``IGNORE`` pads):
+        the same values ``_token_logprobs`` gives at those positions, without the LM head and the
+        softmax ever running over the input's positions.
+        """
+        labels = batch["labels"]  # (B, T)
+        predicts = torch.zeros_like(labels, dtype=torch.bool)
+        predicts[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts token t + 1
+        logits = self.backbone.logits_at(theta, batch["input_ids"], batch["attention_mask"], predicts)
+        counts = predicts.sum(1).cpu()  # (B,)
+        width = max(int(counts.max()), 1)
+        row = torch.repeat_interleave(torch.arange(len(counts)), counts).to(logits.device)
+        col = torch.cat([torch.arange(int(n)) for n in counts]).to(logits.device)
+        logp = torch.zeros(len(counts), width, logits.shape[-1], device=logits.device)
+        logp = logp.index_put((row, col), torch.log_softmax(logits.float(), dim=-1))
+        out_labels = torch.full((len(counts), width), IGNORE, dtype=torch.long, device=logits.device)
+        out_labels[row, col] = labels[:, 1:][predicts[:, :-1]].to(logits.device)
+        return logp, out_labels
 
     def _choice_logp(self, theta: torch.Tensor, enc: EncodedChoices, idx: torch.Tensor):
         """Log-softmax over each example's options, ``(B, max_options)`` (-inf pads), and labels ``(B,)``."""
@@ -324,35 +347,43 @@ class PeftTaskObjective:
 
         ``thetas`` (d,) or (M, d): with several adapters each step takes the argmax of their mean
         predictive. Decoding stops at the end-of-sequence token or after ``max_new_tokens`` (default:
-        the reference's length in tokens + 8). No KV cache: meant for a check on a few examples.
+        the reference's length in tokens + 8). One example at a time with a KV cache per adapter:
+        meant for a check on a few examples, not for scoring a whole split.
         """
         if self.kind != "text2text" or self.backbone.family != "causal":
             raise ValueError(f"generate needs a text-to-text task on a causal LM; {self.name!r} is not one")
         thetas = thetas[None] if thetas.dim() == 1 else thetas
         enc = self.encoded(split)
-        tok = self.backbone.tokenizer
         rows = range(len(enc)) if idx is None else idx
         texts = []
         for i in rows:
             n_src = sum(label == IGNORE for label in enc.labels[i])
-            ids = list(enc.inputs[i][:n_src])
             limit = max_new_tokens if max_new_tokens is not None else len(enc.inputs[i]) - n_src + 8
-            new: list[int] = []
-            for _ in range(limit):
-                batch = torch.tensor([ids + new], device=self.backbone.device)
-                mask = torch.ones_like(batch)
-                probs = sum(
-                    torch.softmax(
-                        self.backbone.forward(th, input_ids=batch, attention_mask=mask, _bypass_cache=True)
-                        .logits[0, -1]
-                        .float(),
-                        -1,
-                    )
-                    for th in thetas
-                )
-                token = int(probs.argmax())
-                if token == tok.eos_token_id:
-                    break
-                new.append(token)
-            texts.append(tok.decode(new, skip_special_tokens=True))
+            new = self._greedy(thetas, list(enc.inputs[i][:n_src]), limit)
+            texts.append(self.backbone.tokenizer.decode(new, skip_special_tokens=True))
         return texts
+
+    def _greedy(self, thetas: torch.Tensor, prompt: list[int], limit: int) -> list[int]:
+        """Greedy token ids after ``prompt`` (the end-of-sequence token excluded)."""
+        import inspect
+
+        base_forward = self.backbone.model.get_base_model().forward
+        cache_key = "cache" if "cache" in inspect.signature(base_forward).parameters else "past_key_values"
+        device = self.backbone.device
+        caches: list[Any] = [None] * len(thetas)
+        step = torch.tensor([prompt], device=device)  # (1, T): the prompt first, then one token a step
+        new: list[int] = []
+        for _ in range(limit):
+            mask = torch.ones(1, len(prompt) + len(new), dtype=torch.long, device=device)
+            probs = 0.0
+            for j, th in enumerate(thetas):
+                kwargs = {"input_ids": step, "attention_mask": mask, "use_cache": True, cache_key: caches[j]}
+                out = self.backbone.forward(th, _bypass_cache=True, **kwargs)
+                caches[j] = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+                probs = probs + torch.softmax(out.logits[0, -1].float(), -1)
+            token = int(probs.argmax())
+            if token == self.backbone.tokenizer.eos_token_id:
+                break
+            new.append(token)
+            step = torch.tensor([[token]], device=device)
+        return new

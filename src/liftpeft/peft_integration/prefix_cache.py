@@ -136,6 +136,29 @@ class PrefixCache:
 
     # -- the cached forward ------------------------------------------------------------------------
     def forward(self, theta: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        out = self._top_hidden(theta, input_ids, attention_mask)  # (B, T, H)
+        if self.stack.kind == "encoder":
+            return BaseModelOutput(last_hidden_state=out)
+        return CausalLMOutput(logits=self._head(out))
+
+    def logits_at(
+        self,
+        theta: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> torch.Tensor:
+        """Causal stacks: logits ``(N, V)`` at the ``N`` true entries of ``positions`` (B, T), row-major.
+
+        The LM head (a 576 x 49152 matrix for SmolLM2) then runs only where a token is predicted.
+        """
+        if self.stack.kind == "encoder":
+            raise ValueError("logits_at needs a causal LM stack, not an encoder")
+        hidden = self._top_hidden(theta, input_ids, attention_mask)  # (B, T, H)
+        return self._head(hidden[positions.to(hidden.device)])  # (N, V)
+
+    def _top_hidden(self, theta: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Hidden states after the top layers (before any final norm), ``(B, T, H)``; distinct rows run once."""
         lengths = attention_mask.sum(1).tolist()
         rows = [tuple(input_ids[i, : int(n)].tolist()) for i, n in enumerate(lengths)]
         self._fill(rows)
@@ -148,11 +171,16 @@ class PrefixCache:
         for i, r in enumerate(unique):
             hidden[i, : len(r)] = self._hidden[r]
             mask[i, : len(r)] = 1
-        out = self._top(theta, hidden, mask)  # (U, T, ·)
+        out = self._top(theta, hidden, mask)  # (U, T, H)
         gather = torch.tensor([where[r] for r in rows], device=out.device)
-        if self.stack.kind == "encoder":
-            return BaseModelOutput(last_hidden_state=out[gather])
-        return CausalLMOutput(logits=out[gather])
+        return out[gather]
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Causal stacks: final norm and LM head, ``(..., H) -> (..., V)``."""
+        base = self.stack.base
+        if self.stack.kind == "gpt2":
+            return base.lm_head(base.transformer.ln_f(hidden))
+        return base.lm_head(base.model.norm(hidden))
 
     def _layer_kwargs(self, hidden: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
         """The attention mask (and for Llama the rotary positions) every layer of the stack gets."""
@@ -191,9 +219,4 @@ class PrefixCache:
             sub = {n[len(prefix) :]: params[n] for n in names}
             out = functional_call(layer, sub, (hidden,), kwargs, strict=False)
             hidden = out[0] if isinstance(out, tuple) else out
-        base = self.stack.base
-        if self.stack.kind == "gpt2":
-            return base.lm_head(base.transformer.ln_f(hidden))
-        if self.stack.kind == "llama":
-            return base.lm_head(base.model.norm(hidden))  # (B, T, V)
         return hidden
