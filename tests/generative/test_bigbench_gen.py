@@ -13,6 +13,7 @@ from liftpeft.data.bigbench_gen import (
     build_bigbench_gen,
     load_bigbench_gen,
     parse_generative_spec,
+    per_family,
     reference_target,
 )
 
@@ -146,3 +147,12 @@ def test_the_rules_are_deterministic_and_the_cache_round_trips(tree: Path, tmp_p
 def test_bad_rules_say_what_to_fix(rules, message):
     with pytest.raises(ValueError, match=message):
         BigBenchGenConfig.from_value(rules)
+
+
+def test_per_family_keeps_the_first_tasks_of_each_family(tree: Path):
+    splits, _ = build_bigbench_gen(tree, PLAIN)
+    tasks = [t for s in splits.values() for t in s]
+    names = [t.name for t in per_family(tasks, 1)]
+    assert names == sorted(names) and len({n.split(".")[0] for n in names}) == len(names)
+    with pytest.raises(ValueError, match="integer >= 1"):
+        per_family(tasks, 0)

@@ -171,13 +171,15 @@ def _bigbench(s: dict[str, Any]) -> BenchmarkData:
 @register_benchmark(
     "bigbench-gen",
     "BIG-bench generative families (text-to-text, exact match), SmolLM2-135M-Instruct",
-    settings=("data",),
+    settings=("data", "max_dev_tasks_per_family"),
 )
 def _bigbench_gen(s: dict[str, Any]) -> BenchmarkData:
     from liftpeft.bench.models import smollm2_path
-    from liftpeft.data.bigbench_gen import load_bigbench_gen
+    from liftpeft.data.bigbench_gen import load_bigbench_gen, per_family
 
     splits = load_bigbench_gen(s.get("data"))  # data: the task rules (BigBenchGenConfig fields)
+    if s.get("max_dev_tasks_per_family") is not None:  # a small meta-dev set spanning the families
+        splits["dev"] = per_family(splits["dev"], s["max_dev_tasks_per_family"])
     return _peft_benchmark("bigbench-gen", splits, s.get("model") or smollm2_path(), s)
 
 

@@ -385,6 +385,20 @@ def _family_summary(tasks: list[Task], family_of: dict[str, str], meta: dict[str
     return {f: {k: dict(v) for k, v in e.items()} for f, e in sorted(out.items())}
 
 
+def per_family(tasks: list[Task], limit: int) -> list[Task]:
+    """The first ``limit`` tasks of each family by name (family: the name before the first dot)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"max_dev_tasks_per_family must be an integer >= 1 (or unset), got {limit!r}")
+    kept: Counter = Counter()
+    out = []
+    for task in sorted(tasks, key=lambda t: t.name):
+        family = task.name.split(".")[0]
+        if kept[family] < limit:
+            kept[family] += 1
+            out.append(task)
+    return out
+
+
 # ----------------------------------------------------------------------------- cache
 
 
