@@ -156,3 +156,20 @@ def test_per_family_keeps_the_first_tasks_of_each_family(tree: Path):
     assert names == sorted(names) and len({n.split(".")[0] for n in names}) == len(names)
     with pytest.raises(ValueError, match="integer >= 1"):
         per_family(tasks, 0)
+
+
+def test_data_fetch_bigbench_gen_caches_the_shipped_rules(tree: Path, tmp_path: Path, monkeypatch, capsys):
+    from liftpeft.cli.main import main
+
+    monkeypatch.setenv("LIFTPEFT_CACHE", str(tmp_path / "cache"))
+    packages = tmp_path / "cache" / "packages"
+    packages.mkdir(parents=True)
+    with tarfile.open(packages / "bigbench-1.0.0.tar.gz", "w:gz") as tar:
+        tar.add(tree / "bigbench", arcname="bigbench-1.0.0/bigbench")
+    assert main(["data", "fetch", "bigbench-gen"]) == 0
+    assert "tasks cached" in capsys.readouterr().out
+    cached = list((tmp_path / "cache" / "tasks").glob("bigbench-gen-1.0.0-*/manifest.json"))
+    assert len(cached) == 1
+    manifest = json.loads(cached[0].read_text())
+    assert manifest["config"] == BigBenchGenConfig().to_dict()
+    assert manifest["report"]["meta_split"]["test"]  # linguistic_mappings at least
