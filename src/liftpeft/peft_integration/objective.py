@@ -379,7 +379,7 @@ class PeftTaskObjective:
             for j, th in enumerate(thetas):
                 kwargs = {"input_ids": step, "attention_mask": mask, "use_cache": True, cache_key: caches[j]}
                 out = self.backbone.forward(th, _bypass_cache=True, **kwargs)
-                caches[j] = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+                caches[j] = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
                 probs = probs + torch.softmax(out.logits[0, -1].float(), -1)
             token = int(probs.argmax())
             if token == self.backbone.tokenizer.eos_token_id:
