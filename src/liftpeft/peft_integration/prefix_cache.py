@@ -108,7 +108,7 @@ class PrefixCache:
     # -- filling the cache ---------------------------------------------------------------------------
     @torch.no_grad()
     def _fill(self, rows: list[tuple[int, ...]]) -> None:
-        missing = list(dict.fromkeys(r for r in rows if r not in self._hidden))
+        missing = sorted(dict.fromkeys(r for r in rows if r not in self._hidden), key=len)  # less padding
         for start in range(0, len(missing), 64):
             chunk = missing[start : start + 64]
             width = max(len(r) for r in chunk)
