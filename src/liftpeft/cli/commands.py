@@ -166,7 +166,19 @@ def report(args: argparse.Namespace) -> int:
 
 
 def data(args: argparse.Namespace) -> int:
-    if args.dataset == "shakespeare":
+    if args.dataset == "smollm2":
+        from liftpeft.bench.models import smollm2_path
+
+        print(f"smollm2: model converted to safetensors in {smollm2_path()}")
+        return 0
+    if args.dataset == "bigbench-gen":
+        from liftpeft.bench.runner import load_bench_config
+        from liftpeft.data.bigbench import fetch_bigbench
+        from liftpeft.data.bigbench_gen import load_bigbench_gen
+
+        path = fetch_bigbench()
+        splits = load_bigbench_gen(load_bench_config("bigbench-gen")["settings"].get("data"))
+    elif args.dataset == "shakespeare":
         from liftpeft.data.shakespeare import fetch_shakespeare, load_shakespeare
 
         path = fetch_shakespeare()

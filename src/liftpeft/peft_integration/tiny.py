@@ -3,7 +3,8 @@
 ``make_tiny_model(kind, path)`` writes a ``transformers`` model directory (``config.json``,
 ``model.safetensors``, ``tokenizer.json``) that ``AutoModel*.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` load offline. Kinds: ``"bert"`` (encoder), ``"gpt2"`` (causal LM),
-``"t5"`` (encoder-decoder).
+``"llama"`` (causal LM with rotary positions and grouped-query attention, like SmolLM2), ``"t5"``
+(encoder-decoder).
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ def char_tokenizer(chars: str = CHARS, bert_style: bool = False):
 
 
 def make_tiny_model(kind: str, path: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """Write a tiny random ``kind`` model (``bert`` / ``gpt2`` / ``t5``) with a char tokenizer to ``path``."""
+    """Write a tiny random ``kind`` model (``bert`` / ``gpt2`` / ``llama`` / ``t5``) with a char tokenizer."""
     from transformers import (
         BertConfig,
         BertModel,
         GPT2Config,
         GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
         T5Config,
         T5ForConditionalGeneration,
     )
@@ -82,6 +85,22 @@ def make_tiny_model(kind: str, path: str | Path, seed: int = 0, hidden: int = 32
             pad_token_id=pad,
         )
         model = GPT2LMHeadModel(config)
+    elif kind == "llama":
+        eos = tokenizer.eos_token_id
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            tie_word_embeddings=True,
+        )
+        model = LlamaForCausalLM(config)
     elif kind == "t5":
         config = T5Config(
             vocab_size=vocab,
@@ -96,7 +115,7 @@ def make_tiny_model(kind: str, path: str | Path, seed: int = 0, hidden: int = 32
         )
         model = T5ForConditionalGeneration(config)
     else:
-        raise ValueError(f"unknown tiny model kind {kind!r}; choose bert, gpt2 or t5")
+        raise ValueError(f"unknown tiny model kind {kind!r}; choose bert, gpt2, llama or t5")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
