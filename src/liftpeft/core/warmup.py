@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from liftpeft.core.gibbs import NonFiniteError
+from liftpeft.core.kmeans import spherical_kmeans
 from liftpeft.core.prior import HierarchicalPrior
 
 
@@ -131,11 +132,13 @@ class ClusteredWarmup:
     with ``theta_i = phi_{z_i} + delta_i`` and hard assignments ``z_i`` (noise-free, fixed spread).
 
     ``phi_k`` gets ``-(phi_k - c)/sigma^2 + (N/B) sum_{visited i in k} g_i``, ``delta_i`` the same as in
-    ``HierarchicalWarmup``. Symmetry breaking: the tasks start in a fixed random balanced partition;
-    after ``assign_after`` steps a visited task moves to the centre under which its offset fits its
-    data best, ``argmin_k L_i(phi_k + delta_i)`` on a minibatch (``loss_fn``; K forward passes), its
-    offset carried along. Centres then follow their tasks as fast as one adapter trained on the union
-    of a cluster would, which the per-task chain alone cannot.
+    ``HierarchicalWarmup``. Symmetry breaking: for the first ``assign_after`` steps every task shares
+    centre 0 (the plain warm-up); then ``seed_clusters`` partitions the tasks by spherical k-means of
+    their likelihood gradients at that shared point (tasks that pull the same way start together) and
+    copies centre 0 to every centre. From then on a visited task moves to the centre under which its
+    offset fits its data best, ``argmin_k L_i(phi_k + delta_i)`` on a minibatch (``loss_fn``; K forward
+    passes), its offset carried along. Centres follow their tasks as fast as one adapter trained on
+    the union of a cluster would, which the per-task chain alone cannot.
     """
 
     def __init__(
@@ -158,7 +161,8 @@ class ClusteredWarmup:
         start = torch.zeros(dim) if start is None else start
         self.phis = start.to(dtype).expand(self.clusters, dim).clone()
         self.delta = torch.zeros(self.n_tasks, self.dim, dtype=dtype)
-        self.z = torch.randperm(self.n_tasks, generator=generator) % self.clusters
+        self.z = torch.zeros(self.n_tasks, dtype=torch.long)
+        self.generator = generator
         self._phi_m, self._phi_v = torch.zeros_like(self.phis), torch.zeros_like(self.phis)
         self._delta_m, self._delta_v = torch.zeros_like(self.delta), torch.zeros_like(self.delta)
         self._phi_count = torch.zeros(self.clusters, 1, dtype=torch.long)
@@ -168,6 +172,21 @@ class ClusteredWarmup:
     @property
     def theta(self) -> torch.Tensor:
         return self.phis[self.z] + self.delta
+
+    @property
+    def needs_seeding(self) -> bool:
+        """True at the step where ``seed_clusters`` must be called (before that step)."""
+        return self.clusters > 1 and self.step_count == self.assign_after
+
+    def seed_clusters(self, grads: torch.Tensor) -> None:
+        """Partition the tasks by spherical k-means of ``grads`` (N, d), each task's likelihood gradient
+        at its current adapter, and start every centre from the shared one."""
+        if grads.shape != (self.n_tasks, self.dim):
+            raise ValueError(f"grads must be ({self.n_tasks}, {self.dim}), got {tuple(grads.shape)}")
+        self.z, _ = spherical_kmeans(grads, self.clusters, n_init=8, generator=self.generator)
+        for name in ("phis", "_phi_m", "_phi_v", "_phi_count"):
+            value = getattr(self, name)
+            value[:] = value[0].clone()
 
     @property
     def phi(self) -> torch.Tensor:
@@ -183,7 +202,7 @@ class ClusteredWarmup:
     ) -> None:
         """``loss_fn(i, rows)``: task ``i``'s minibatch loss at each row ``(K, d)`` (for the assignment)."""
         idx = torch.as_tensor(task_index, dtype=torch.long).reshape(-1)
-        if loss_fn is not None and self.clusters > 1 and self.step_count >= self.assign_after:
+        if loss_fn is not None and self.clusters > 1 and self.step_count > self.assign_after:
             for i in idx.tolist():
                 self.z[i] = int(torch.as_tensor(loss_fn(i, self.phis + self.delta[i])).argmin())
         single = not isinstance(task_index, torch.Tensor) or task_index.dim() == 0

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 TRACE_DIRECTIONS = 3
 METRICS_FILE = "metrics.jsonl"
+SEEDING_EXAMPLES = 64  # examples per task whose gradient seeds the task clusters
 
 
 # settings that do not change the chain: a checkpoint resumes a run that differs only in these
@@ -184,6 +185,15 @@ class LiftTrainer:
 
         return grad_fn
 
+    def _task_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        """Every training task's loss gradient at its own row of ``theta`` (N, d), on (up to) its first
+        ``SEEDING_EXAMPLES`` training examples."""
+        grads = []
+        for i, task in enumerate(self.problem.train):
+            _, grad = loss_and_grad(task, theta[i].clone(), torch.arange(min(self._sizes[i], SEEDING_EXAMPLES)))
+            grads.append(-grad)
+        return torch.stack(grads)
+
     @torch.no_grad()
     def _losses(self, i: int, rows: torch.Tensor) -> torch.Tensor:
         """Task ``i``'s mean loss at each row ``(n, d)``, on one fresh minibatch shared by the rows."""
@@ -217,6 +227,8 @@ class LiftTrainer:
                 index: int | torch.Tensor = tasks[0] if len(tasks) == 1 else torch.tensor(tasks)
                 try:
                     if phase == "warmup" and isinstance(self.warmup, ClusteredWarmup):
+                        if self.warmup.needs_seeding:
+                            self.warmup.seed_clusters(self._task_gradients(self.warmup.theta))
                         self.warmup.step(index, self._grad_fn(tasks), loss_fn=self._losses)
                     elif phase == "warmup":
                         self.warmup.step(index, self._grad_fn(tasks))
