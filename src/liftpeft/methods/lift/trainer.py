@@ -190,7 +190,9 @@ class LiftTrainer:
         ``SEEDING_EXAMPLES`` training examples."""
         grads = []
         for i, task in enumerate(self.problem.train):
-            _, grad = loss_and_grad(task, theta[i].clone(), torch.arange(min(self._sizes[i], SEEDING_EXAMPLES)))
+            _, grad = loss_and_grad(
+                task, theta[i].clone(), torch.arange(min(self._sizes[i], SEEDING_EXAMPLES))
+            )
             grads.append(-grad)
         return torch.stack(grads)
 
