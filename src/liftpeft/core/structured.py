@@ -21,7 +21,9 @@ other unknown, from running sums kept per cluster (centred at ``c``, float64):
 * ``beta_m^2 | .  ~ InvGamma(a0 + N d_m / 2, a0 beta0^2 + 1/2 sum_k sum_{j in m} Q_kj - 2 v_kj S_kj + W_k v_kj^2)``
   with ``v_k = phi_k - c``.
 
-A step costs O(B d + K d) for B visited tasks, independent of the number of tasks N.
+A step costs O(B d + K d) for B visited tasks, independent of the number of tasks N: only the
+centres whose sums changed are redrawn at a step (all of them at every ``record()``), and the spread
+every ``spread_every`` steps (its conditional, of shape ``N d_m / 2``, moves slowly).
 
 Two traps (SPEC section 10). Along directions that no task's data constrain, ``theta_i - phi`` is
 prior noise, so the spread's conditional is centred on whatever spread the chain holds there: after a
@@ -161,6 +163,7 @@ class StructuredGibbs:
         resync_every: int = 1000,
         check_stability: bool = True,
         jitter: bool = False,
+        spread_every: int = 10,
     ) -> None:
         if n_tasks < model.clusters:
             raise ValueError(f"{model.clusters} clusters need at least as many tasks, got {n_tasks}")
@@ -172,6 +175,9 @@ class StructuredGibbs:
         self.preconditioner = preconditioner
         self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
         self.resync_every = int(resync_every)
+        if spread_every < 1:
+            raise ValueError(f"spread_every must be >= 1, got {spread_every}")
+        self.spread_every = int(spread_every)
         if check_stability and preconditioner is None:
             curvature = 1.0 / model.beta**2
             check_step_size(
@@ -204,7 +210,7 @@ class StructuredGibbs:
             noise = torch.randn(self.theta.shape, generator=self.generator, dtype=torch.float32)
             self.theta.add_(noise.mul_(m.beta))
         self.lam = torch.ones(self.n_tasks, dtype=torch.float64)
-        self.beta2 = torch.full((m.n_blocks,), m.beta**2, dtype=torch.float64)
+        self._set_spread(torch.full((m.n_blocks,), m.beta**2, dtype=torch.float64))
         if assignments is not None:
             self.z = assignments.long().clone()
         elif m.clusters > 1:
@@ -227,9 +233,6 @@ class StructuredGibbs:
         self.S = onehot.T @ u
         self.Q = onehot.T @ u.square()
         self.counts = torch.bincount(self.z, minlength=K)
-
-    def _coord_var(self) -> torch.Tensor:
-        return self.beta2[self.model.block_index]  # (d,) float64
 
     @property
     def phi_mean(self) -> torch.Tensor:
@@ -268,13 +271,13 @@ class StructuredGibbs:
                 f"non-finite likelihood gradient for task(s) {idx.tolist()} at step {self.step_count}; "
                 "lower the step size or the likelihood scale, and resume from the last checkpoint"
             )
-        var = self._coord_var().float()
         centres = self.phi[self.z[idx]].float()  # (B, d)
-        grad = (centres - rows).mul_(self.lam[idx, None].float()).div_(var).add_(grad_lik)
+        grad = (centres - rows).mul_(self.lam[idx, None].float()).mul_(self._inv_var32).add_(grad_lik)
         state = None if self._theta_sq is None else PSGLDState(self._theta_sq[idx], self._visits[idx])
         new_rows, state = self.kernel.step(rows, grad, state, self.step_size, self.generator, temp)
         if state is not None:
             self._theta_sq[idx], self._visits[idx] = state.square_avg, state.count
+        touched = set(self.z[idx].tolist())
         for i in idx.tolist():  # the visited tasks leave their clusters' sums with their old adapters
             self._move(i, -1.0)
         self.theta[idx] = new_rows
@@ -287,8 +290,10 @@ class StructuredGibbs:
                         self._translate_move(i, log_lik_fn, temp)
                     self._draw_assignment(i)
             self._move(i, +1.0)
-        self._draw_phi(temp)
-        if temp > 0 and self.model.learn_spread:
+        # only the centres whose sums changed are redrawn (any scan of exact conditionals is valid);
+        # record() redraws them all
+        self._draw_phi(temp, sorted(touched | set(self.z[idx].tolist())))
+        if temp > 0 and self.model.learn_spread and self.step_count % self.spread_every == 0:
             self._draw_spread()
         self.step_count += 1
         if self.step_count % self.resync_every == 0:
@@ -306,7 +311,7 @@ class StructuredGibbs:
     def _sq_dist(self, i: int, k: torch.Tensor | int) -> torch.Tensor:
         """``sum_j (theta_ij - phi_kj)^2 / beta_j^2`` for cluster(s) ``k``."""
         diff = self.theta[i].double() - self.phi[k]
-        return (diff.square() / self._coord_var()).sum(-1)
+        return (diff.square() * self._inv_var).sum(-1)
 
     def _draw_lambda(self, i: int) -> None:
         nu = self.model.dof
@@ -339,15 +344,16 @@ class StructuredGibbs:
             self.accepted_moves += 1
         self.proposed_moves += 1
 
-    def _draw_phi(self, temp: float) -> None:
+    def _draw_phi(self, temp: float, clusters: list[int] | None = None) -> None:
+        """Draw the centres ``clusters`` (default: all) from their Gaussian conditionals."""
         m = self.model
-        var = self._coord_var()  # (d,)
-        precision = 1.0 / m.sigma**2 + self.W[:, None] / var  # (K, d)
-        mean = (self.S / var) / precision  # centred at c
+        rows = list(range(m.clusters)) if clusters is None else clusters
+        precision = 1.0 / m.sigma**2 + self.W[rows, None] * self._inv_var  # (k, d)
+        mean = (self.S[rows] * self._inv_var) / precision  # centred at c
         if temp > 0:
             noise = torch.randn(mean.shape, generator=self.generator, dtype=torch.float64)
             mean = mean + noise * torch.sqrt(temp / precision)
-        self.phi = mean + m.center
+        self.phi[rows] = mean + m.center
 
     def _draw_spread(self) -> None:
         m = self.model
@@ -356,7 +362,12 @@ class StructuredGibbs:
         ss = torch.zeros(m.n_blocks, dtype=torch.float64).index_add_(0, m.block_index, per_coord)
         shape = m.spread_a0 + 0.5 * self.n_tasks * m.block_sizes
         rate = m.spread_a0 * m.beta**2 + 0.5 * ss
-        self.beta2 = inverse_gamma(shape, rate, self.generator)
+        self._set_spread(inverse_gamma(shape, rate, self.generator))
+
+    def _set_spread(self, beta2: torch.Tensor) -> None:
+        self.beta2 = beta2
+        self._inv_var = 1.0 / beta2[self.model.block_index]  # (d,) float64
+        self._inv_var32 = self._inv_var.float()
 
     # -- posterior summary ---------------------------------------------------------------------------
     def _reset_record(self) -> None:
@@ -372,6 +383,7 @@ class StructuredGibbs:
     def record(self) -> None:
         """Add the current state to the posterior summary (call on kept steps)."""
         m = self.model
+        self._draw_phi(self.temperature)
         v = self.phi - m.center
         self._n_records += 1
         self._sum_phi += v
@@ -444,6 +456,7 @@ class StructuredGibbs:
         self.proposed_moves, self.accepted_moves = (int(v) for v in state["moves"])
         for name in (*self._STATE, *self._RECORD):
             setattr(self, name, state[name.lstrip("_")].clone())
+        self._set_spread(self.beta2)
         if self.preconditioner:
             self._theta_sq = state["theta_sq"].clone()
 

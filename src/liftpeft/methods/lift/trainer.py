@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoint"
 TRACE_DIRECTIONS = 3
 METRICS_FILE = "metrics.jsonl"
-SEEDING_EXAMPLES = 64  # examples per task whose gradient seeds the task clusters
+SEEDING_EXAMPLES = 64  # examples per task that seed the task clusters and score the cluster moves
 
 
 # settings that do not change the chain: a checkpoint resumes a run that differs only in these
@@ -203,9 +203,15 @@ class LiftTrainer:
         idx = sample_batch(self._sizes[i], self.config.batch_size, self.data_generator)
         return torch.tensor([float(task.loss(row, idx)) for row in rows], dtype=torch.float64)
 
+    @torch.no_grad()
     def _log_lik(self, i: int, rows: torch.Tensor) -> torch.Tensor:
-        """``log p(D_i | theta) = -(n_i / tau) L_i(theta)`` on one fresh minibatch, for each row."""
-        return -(self._sizes[i] / self.config.tau) * self._losses(i, rows)
+        """``log p(D_i | theta) = -(n_i / tau) L_i(theta)`` for each row, on the task's first (up to)
+        ``SEEDING_EXAMPLES`` examples: a fixed subset, so that the cluster moves' Metropolis-Hastings
+        ratio compares like with like (a fresh small minibatch per move makes it mostly noise)."""
+        task = self.problem.train[i]
+        probe = torch.arange(min(self._sizes[i], SEEDING_EXAMPLES))
+        losses = torch.tensor([float(task.loss(row, probe)) for row in rows], dtype=torch.float64)
+        return -(self._sizes[i] / self.config.tau) * losses
 
     def _pick_tasks(self) -> list[int]:
         n = len(self.problem.train)
