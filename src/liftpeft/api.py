@@ -152,6 +152,8 @@ def zoo_prior(
         backbone=zoo.backbone.describe(),
         task_names=zoo.names,
         config=stored,
+        spread=config.spread,
+        tail_dof=config.tail_dof,
     )
     service.save_prior(
         prior,

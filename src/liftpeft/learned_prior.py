@@ -31,6 +31,45 @@ TENSORS_FILE = "prior.safetensors"
 META_FILE = "prior.json"
 
 
+MAX_LISTED_BLOCKS = 256  # a prior lists its spread per block up to this many blocks, quantiles beyond
+
+
+def structure_record(
+    *,
+    spread_mode: str,
+    prior_beta: float,
+    block_names: list[str],
+    spread: torch.Tensor,
+    clusters: int,
+    tail_dof: float | None,
+    weights: torch.Tensor,
+    assignments: torch.Tensor,
+    task_names: list[str],
+    task_scale: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """The JSON ``structure`` of a structured prior: spread per block, clusters, tasks' scales."""
+    beta = spread.double().sqrt()
+    summary: dict[str, Any] = {"mode": spread_mode, "prior_beta": prior_beta, "n_blocks": len(block_names)}
+    if len(block_names) <= MAX_LISTED_BLOCKS:
+        summary["beta"] = {name: round(float(b), 6) for name, b in zip(block_names, beta)}
+    qs = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
+    summary["beta_quantiles"] = {
+        f"q{int(q * 100)}": round(float(v), 6) for q, v in zip(qs, beta.quantile(qs))
+    }
+    out: dict[str, Any] = {
+        "spread": summary,
+        "clusters": clusters,
+        "tail_dof": tail_dof,
+        "cluster_weights": [round(float(w), 4) for w in weights],
+        "assignments": {
+            name: [round(float(p), 3) for p in row] for name, row in zip(task_names, assignments)
+        },
+    }
+    if tail_dof is not None and task_scale is not None:
+        out["task_scale"] = {name: round(float(v), 4) for name, v in zip(task_names, task_scale)}
+    return out
+
+
 class PriorFormatError(ValueError):
     """A prior directory that cannot be read; the message says what is wrong."""
 

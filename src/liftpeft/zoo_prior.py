@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from liftpeft.core.mixture import OnlineGaussianMixture
-from liftpeft.learned_prior import LearnedPrior
+from liftpeft.core.structured import fit_structured_em, spread_blocks
+from liftpeft.learned_prior import LearnedPrior, structure_record
 
 
 def fit_zoo_mixture(thetas: torch.Tensor, k: int, seed: int = 0) -> OnlineGaussianMixture:
@@ -46,12 +47,33 @@ def zoo_prior(
     backbone: dict[str, Any] | None = None,
     task_names: Sequence[str] = (),
     config: dict[str, Any] | None = None,
+    spread: str = "fixed",
+    tail_dof: float | None = None,
 ) -> LearnedPrior:
-    """A ``LearnedPrior`` from adapters ``thetas`` ``(N, d)``; ``center`` ``(d,)`` is the PEFT initialisation."""
+    """A ``LearnedPrior`` from adapters ``thetas`` ``(N, d)``; ``center`` ``(d,)`` is the PEFT initialisation.
+
+    ``spread`` (``"tensor"``, ``"global"``, ``"coordinate"``) or ``tail_dof`` fit the structured
+    prior instead (``fit_structured_em``: ``k`` clusters, a learned spread per block, Student-t
+    components): the adapters' spread around their cluster's centre becomes the task spread.
+    """
     if not beta > 0 or not sigma > 0:
         raise ValueError(f"beta and sigma must be > 0, got beta={beta}, sigma={sigma}")
     if center.shape != thetas.shape[1:]:
         raise ValueError(f"center has shape {tuple(center.shape)}, the adapters have d={thetas.shape[1]}")
+    if spread != "fixed" or tail_dof is not None:
+        return _structured_zoo_prior(
+            thetas,
+            center,
+            k,
+            beta,
+            sigma,
+            seed,
+            dict(backbone or {}),
+            list(task_names),
+            config,
+            spread,
+            tail_dof,
+        )
     mixture = fit_zoo_mixture(thetas, k, seed)
     return LearnedPrior.from_mixture(
         mixture,
@@ -61,5 +83,57 @@ def zoo_prior(
         backbone=dict(backbone or {}),
         config={"k": k, "beta": beta, "sigma": sigma, "seed": seed, **(config or {})},
         task_names=list(task_names),
+        source="zoo",
+    )
+
+
+def _structured_zoo_prior(
+    thetas: torch.Tensor,
+    center: torch.Tensor,
+    k: int,
+    beta: float,
+    sigma: float,
+    seed: int,
+    backbone: dict[str, Any],
+    task_names: list[str],
+    config: dict[str, Any] | None,
+    spread: str,
+    tail_dof: float | None,
+) -> LearnedPrior:
+    spec = backbone.get("spec") or {}
+    names = list(spec.get("names", []))
+    numels = [int(torch.Size(shape).numel()) for shape in spec.get("shapes", [])]
+    blocks, block_names = spread_blocks(spread, thetas.shape[1], names, numels)
+    post = fit_structured_em(
+        thetas, k, blocks, beta=beta if spread == "fixed" else None, dof=tail_dof, seed=seed
+    )
+    names_or_index = task_names or [f"adapter-{i}" for i in range(thetas.shape[0])]
+    structure = structure_record(
+        spread_mode=spread,
+        prior_beta=beta,
+        block_names=block_names,
+        spread=post["spread"],
+        clusters=k,
+        tail_dof=tail_dof,
+        weights=post["weights"],
+        assignments=post["assignments"],
+        task_names=names_or_index,
+        task_scale=post["task_scale"],
+    )
+    settings = {"k": k, "beta": beta, "sigma": sigma, "seed": seed, "spread": spread, "tail_dof": tail_dof}
+    return LearnedPrior(
+        weights=post["weights"],
+        means=post["means"],
+        covariances=post["covariances"],
+        counts=post["weights"] * thetas.shape[0],
+        center=center.detach().float().clone(),
+        beta=float(post["spread"].double().mean().sqrt()) if spread != "fixed" else beta,
+        sigma=sigma,
+        task_variance=post["task_variance"] if spread != "fixed" else None,
+        dof=tail_dof,
+        structure=structure,
+        backbone=backbone,
+        config={**settings, **(config or {})},
+        task_names=task_names,
         source="zoo",
     )

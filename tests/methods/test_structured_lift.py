@@ -135,3 +135,25 @@ def test_structured_prior_saves_loads_and_describes_itself(tiny_models, rule_tas
     (tmp_path / "prior" / "prior.json").write_text(json.dumps(meta))
     with pytest.raises(PriorFormatError, match="cannot read; upgrade"):
         LearnedPrior.load(tmp_path / "prior")
+
+
+def test_zoo_prior_fits_the_same_structure_to_existing_adapters():
+    """30 adapters in 3 clusters (spread 0.2 around centres of scale 3), one an outlier: the EM fit
+    recovers the clusters exactly, the spread within 10%, and the outlier's Student-t scale is the
+    smallest."""
+    from liftpeft.zoo_prior import zoo_prior
+
+    gen = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(3, 40, generator=gen)
+    truth = torch.arange(30) % 3
+    thetas = centres[truth] + 0.2 * torch.randn(30, 40, generator=gen)
+    thetas[0] += 3.0
+    prior = zoo_prior(thetas, torch.zeros(40), k=3, spread="global", tail_dof=4.0)
+    labels = [max(range(3), key=lambda k: p[k]) for p in prior.structure["assignments"].values()]
+    assert adjusted_rand_score(truth.tolist(), labels) == 1.0
+    assert prior.beta == pytest.approx(0.2, rel=0.1)
+    scales = prior.structure["task_scale"]
+    assert min(scales, key=scales.get) == "adapter-0"
+    assert prior.source == "zoo" and prior.dof == 4.0 and prior.n_components == 3
+    plain = zoo_prior(thetas, torch.zeros(40), k=3)
+    assert plain.task_variance is None and not plain.structure  # the paper's zoo prior is unchanged

@@ -466,3 +466,70 @@ class StructuredGibbs:
             f"StructuredGibbs(n_tasks={self.n_tasks}, dim={self.dim}, clusters={m.clusters}, "
             f"blocks={m.n_blocks}, learn_spread={m.learn_spread}, dof={m.dof}, step={self.step_count})"
         )
+
+
+def fit_structured_em(
+    thetas: torch.Tensor,
+    clusters: int,
+    block_index: torch.Tensor | None = None,
+    *,
+    beta: float | None = None,
+    dof: float | None = None,
+    iterations: int = 100,
+    seed: int = 0,
+    variance_floor: float = 1e-12,
+) -> dict[str, torch.Tensor]:
+    """The structured model fitted by EM to adapters that already exist (a zoo; no joint training).
+
+    ``thetas`` (N, d) are treated as the tasks' adapters: a ``clusters``-component mixture with
+    centres ``phi_k``, one spread ``beta_m^2`` per block shared by the clusters (``beta`` given: kept
+    fixed), and, with ``dof``, Student-t components (EM weights ``u_ik = (nu + d)/(nu + r_ik^2)``).
+    Starts from k-means (4 restarts). Returns ``summary()``-like tensors: ``means`` (K, d),
+    ``covariances`` (K, d) (the centres' uncertainty, ``beta^2`` over each cluster's effective size),
+    ``weights`` (K,), ``spread`` (B,), ``task_variance`` (d,), ``task_scale`` (N,), ``assignments`` (N, K).
+    """
+    x = thetas.detach().to(torch.float64)
+    n, d = x.shape
+    if not 1 <= clusters <= n:
+        raise ValueError(f"{clusters} clusters need at least as many adapters, got {n}; lower clusters")
+    block_index = torch.zeros(d, dtype=torch.long) if block_index is None else block_index.long()
+    n_blocks = int(block_index.max()) + 1
+    sizes = torch.bincount(block_index, minlength=n_blocks).to(torch.float64)
+    labels, centres = kmeans(x, clusters, n_init=4, generator=torch.Generator().manual_seed(seed))
+    resp = torch.nn.functional.one_hot(labels, clusters).to(torch.float64)
+    weights = torch.ones(n, clusters, dtype=torch.float64)  # the t's scale weights u_ik
+    if beta is not None:
+        spread = torch.full((n_blocks,), float(beta) ** 2, dtype=torch.float64)
+    else:
+        resid = (x - centres[labels]).square()
+        spread = torch.zeros(n_blocks, dtype=torch.float64).index_add_(0, block_index, resid.sum(0)) / (
+            n * sizes
+        )
+        spread = spread.clamp_min(variance_floor)
+    for _ in range(iterations):
+        inv_var = 1.0 / spread[block_index]  # (d,)
+        r2 = torch.stack([((x - centres[k]).square() * inv_var).sum(1) for k in range(clusters)], 1)  # (n, K)
+        pi = resp.mean(0).clamp_min(1e-12)
+        if dof is None:
+            log_joint = torch.log(pi) - 0.5 * r2
+        else:
+            log_joint = torch.log(pi) - 0.5 * (dof + d) * torch.log1p(r2 / dof)
+            weights = (dof + d) / (dof + r2)
+        resp = torch.softmax(log_joint, 1)
+        w = resp * weights  # (n, K)
+        centres = (w.T @ x) / w.sum(0).clamp_min(1e-12)[:, None]
+        if beta is None:
+            resid = sum((w[:, k : k + 1] * (x - centres[k]).square()).sum(0) for k in range(clusters))
+            ss = torch.zeros(n_blocks, dtype=torch.float64).index_add_(0, block_index, resid)
+            spread = (ss / (n * sizes)).clamp_min(variance_floor)
+    effective = (resp * weights).sum(0).clamp_min(1.0)  # (K,)
+    task_variance = spread[block_index]
+    return {
+        "means": centres.float(),
+        "covariances": (task_variance[None, :] / effective[:, None]).float(),
+        "weights": resp.mean(0).float(),
+        "spread": spread.float(),
+        "task_variance": task_variance.float(),
+        "task_scale": (resp * weights).sum(1).float(),
+        "assignments": resp.float(),
+    }

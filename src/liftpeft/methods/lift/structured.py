@@ -6,16 +6,12 @@ problem (the adapter's tensors give the spread's blocks) and to the saved ``Lear
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from liftpeft.core.structured import StructuredGibbs, StructuredHierarchy, spread_blocks
-from liftpeft.learned_prior import LearnedPrior
+from liftpeft.learned_prior import LearnedPrior, structure_record
 from liftpeft.methods.base import MetaProblem
 from liftpeft.methods.lift.config import LiftConfig
-
-MAX_LISTED_BLOCKS = 256  # a prior lists its spread per block up to this many blocks, quantiles beyond
 
 
 def adapter_tensors(problem: MetaProblem) -> tuple[list[str], list[int]]:
@@ -50,18 +46,6 @@ def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> Struct
     )
 
 
-def _spread_summary(config: LiftConfig, problem: MetaProblem, spread: torch.Tensor) -> dict[str, Any]:
-    beta = spread.double().sqrt()
-    names, numels = adapter_tensors(problem)
-    _, block_names = spread_blocks(config.spread, problem.dim, names, numels)
-    out: dict[str, Any] = {"mode": config.spread, "prior_beta": config.beta, "n_blocks": len(block_names)}
-    if len(block_names) <= MAX_LISTED_BLOCKS:
-        out["beta"] = {name: round(float(b), 6) for name, b in zip(block_names, beta)}
-    qs = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
-    out["beta_quantiles"] = {f"q{int(q * 100)}": round(float(v), 6) for q, v in zip(qs, beta.quantile(qs))}
-    return out
-
-
 def structured_prior(
     sampler: StructuredGibbs,
     problem: MetaProblem,
@@ -72,19 +56,20 @@ def structured_prior(
     """The learned prior: the clusters' centres and weights, the learned spread, the tails."""
     post = sampler.summary()
     task_names = [t.name for t in problem.train]
-    structure = {
-        "spread": _spread_summary(config, problem, post["spread"]),
-        "clusters": config.clusters,
-        "tail_dof": config.tail_dof,
-        "cluster_weights": [round(float(w), 4) for w in post["weights"]],
-        "assignments": {
-            name: [round(float(p), 3) for p in row] for name, row in zip(task_names, post["assignments"])
-        },
-    }
-    if config.tail_dof is not None:
-        structure["task_scale"] = {
-            name: round(float(v), 4) for name, v in zip(task_names, post["task_scale"])
-        }
+    names, numels = adapter_tensors(problem)
+    _, block_names = spread_blocks(config.spread, problem.dim, names, numels)
+    structure = structure_record(
+        spread_mode=config.spread,
+        prior_beta=config.beta,
+        block_names=block_names,
+        spread=post["spread"],
+        clusters=config.clusters,
+        tail_dof=config.tail_dof,
+        weights=post["weights"],
+        assignments=post["assignments"],
+        task_names=task_names,
+        task_scale=post["task_scale"],
+    )
     cfg = {**config.to_dict(), "seed": seed}
     return LearnedPrior(
         weights=post["weights"],
