@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "liftpeft data fetch shakespeare",
     )
     p.add_argument("action", choices=["fetch"], help="what to do")
-    p.add_argument("dataset", choices=["shakespeare", "bigbench"], help="which data set")
+    p.add_argument("dataset", choices=["shakespeare", "bigbench", "vision"], help="which data set")
     p.set_defaults(handler="data")
     return parser
 

