@@ -145,7 +145,10 @@ def load_lite0(weights: str | Path | None, tiny: bool = False) -> EfficientNetLi
         from safetensors.torch import load_file
 
         state = load_file(str(weights))
-        missing, unexpected = net.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # a tensor of another shape
+            missing, unexpected = [" ".join(str(err).split())[:200]], []
         if missing or unexpected:
             raise ValueError(
                 f"{weights} does not fit EfficientNet-Lite0 (missing {missing[:3]}, unexpected "
