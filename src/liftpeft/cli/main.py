@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run a grid of methods x seeds on a benchmark (resumable)",
         "liftpeft bench --benchmark shakespeare --methods lift,no-meta,union --seeds 3 --out results/shakespeare",
     )
-    p.add_argument("--benchmark", help="registered benchmark (shakespeare, bigbench-cls, rule-family)")
+    p.add_argument(
+        "--benchmark", help="registered benchmark (shakespeare, bigbench-cls, vision-xdomain, rule-family)"
+    )
     p.add_argument("--methods", help="comma-separated methods or config variants (default: the config's)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
     p.add_argument(

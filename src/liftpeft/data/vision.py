@@ -77,9 +77,17 @@ class ImageSet:
 
 
 # -- decoders (pure functions, tested on hand-made fixtures) -------------------------------------------
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise ModuleNotFoundError("the vision data needs Pillow: pip install 'liftpeft[vision]'") from err
+    return Image
+
+
 def decode_png_base64(text: str) -> np.ndarray:
     """A base64 PNG -> uint8 ``(H, W, 3)`` (RGB) array."""
-    from PIL import Image
+    Image = _pil()
 
     try:
         raw = base64.b64decode(text.strip(), validate=True)
@@ -126,7 +134,7 @@ def parse_ascii_digit(text: str) -> np.ndarray:
 
 def resize_grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a uint8 ``(H, W)`` image to ``size`` = (H', W')."""
-    from PIL import Image
+    Image = _pil()
 
     if image.shape == size:
         return image
