@@ -10,6 +10,7 @@ import statistics
 import time
 
 import torch
+import yaml
 
 from liftpeft.bench.benchmarks import build_benchmark
 from liftpeft.bench.runner import load_bench_config
@@ -21,12 +22,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], help="benchmark settings key=value (YAML values)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("| px | prefix cache s / task | 30 steps s / task | evaluate s / task |")
     print("|---|---|---|---|")
     for size in args.sizes:
         settings = dict(load_bench_config("vision-xdomain")["settings"], image_size=size)
+        settings.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
         data = build_benchmark("vision-xdomain", {**settings, "max_dev_tasks": args.tasks})
         cache, steps, evals = [], [], []
         for task in data.dev:
