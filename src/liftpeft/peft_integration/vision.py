@@ -19,7 +19,6 @@ cached per task and split, so a step runs only the adapted top.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from torch.func import functional_call
 
 from liftpeft.core.flat import FlatSpec
 from liftpeft.metrics import macro_f1
+from liftpeft.peft_integration.backbone import weights_fingerprint
 from liftpeft.tasks.image import ImageTask
 
 HEADS = ("prototype", "linear")
@@ -193,7 +193,7 @@ class VisionBackbone:
         self.head, self.head_scale, self.seed = head, float(head_scale), int(seed)
         self.device = torch.device(device)
         self.peft_settings = dict(DEFAULT_PEFT if peft_config is None else peft_config)
-        self.weights_fingerprint = _fingerprint(net)
+        self.weights_fingerprint = weights_fingerprint(net)
         torch.manual_seed(self.seed)  # LoRA A is drawn from torch's global RNG
         try:
             self.net = inject_adapter_in_model(LoraConfig(**self.peft_settings), net).to(self.device).eval()
@@ -260,19 +260,6 @@ class VisionBackbone:
             "spec": self.spec.to_dict(),
             "liftpeft_version": __version__,
         }
-
-
-def _fingerprint(net: nn.Module) -> str:
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in sorted(net.state_dict().items()):
-            if tensor.is_floating_point():
-                flat = tensor.reshape(-1)
-                index = torch.linspace(0, flat.numel() - 1, min(256, flat.numel())).long()
-                digest.update(
-                    name.encode() + flat[index].to(torch.bfloat16).view(torch.int16).numpy().tobytes()
-                )
-    return digest.hexdigest()[:16]
 
 
 class VisionTaskObjective:
