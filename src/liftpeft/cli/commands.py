@@ -166,6 +166,15 @@ def report(args: argparse.Namespace) -> int:
 
 
 def data(args: argparse.Namespace) -> int:
+    if args.dataset == "vision":
+        from liftpeft.data.vision import fetch_vision, lite0_weights
+
+        for images in fetch_vision():
+            print(
+                f"vision: {images.name} cached ({len(images.labels)} images of {len(images.classes)} classes)"
+            )
+        print(f"vision: EfficientNet-Lite0 weights {lite0_weights()}")
+        return 0
     if args.dataset == "smollm2":
         from liftpeft.bench.models import smollm2_path
 

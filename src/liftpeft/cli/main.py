@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         "liftpeft bench --benchmark shakespeare --methods lift,no-meta,union --seeds 3 --out results/shakespeare",
     )
     p.add_argument(
-        "--benchmark", help="registered benchmark (shakespeare, bigbench-cls, bigbench-gen, rule-family)"
+        "--benchmark",
+        help="registered benchmark (shakespeare, bigbench-cls, bigbench-gen, vision-xdomain, rule-family)",
     )
     p.add_argument("--methods", help="comma-separated methods or config variants (default: the config's)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["fetch"], help="what to do")
     p.add_argument(
         "dataset",
-        choices=["shakespeare", "bigbench", "bigbench-gen", "smollm2"],
+        choices=["shakespeare", "bigbench", "bigbench-gen", "smollm2", "vision"],
         help="which data set (smollm2: the bigbench-gen model, converted to safetensors)",
     )
     p.set_defaults(handler="data")
