@@ -132,7 +132,9 @@ class ClusteredWarmup:
     with ``theta_i = phi_{z_i} + delta_i`` and hard assignments ``z_i`` (noise-free, fixed spread).
 
     ``phi_k`` gets ``-(phi_k - c)/sigma^2 + (N/B) sum_{visited i in k} g_i``, ``delta_i`` the same as in
-    ``HierarchicalWarmup``. Symmetry breaking: for the first ``assign_after`` steps every task shares
+    ``HierarchicalWarmup``. Symmetry breaking (``init_partition="random"``: a fixed random balanced
+    partition for the first ``assign_after`` steps, like k-means' random-partition start; or
+    ``"gradients"``): for the first ``assign_after`` steps every task shares
     centre 0 (the plain warm-up); then ``seed_clusters`` partitions the tasks by spherical k-means of
     their likelihood gradients at that shared point (tasks that pull the same way start together) and
     copies centre 0 to every centre. From then on a visited task moves to the centre under which its
@@ -152,6 +154,7 @@ class ClusteredWarmup:
         init: torch.Tensor | None = None,
         assign_after: int = 0,
         dtype: torch.dtype = torch.float32,
+        init_partition: str = "random",
     ) -> None:
         if not lr > 0 or clusters < 1 or n_tasks < clusters:
             raise ValueError(f"need lr > 0 and 1 <= clusters <= n_tasks, got lr={lr}, clusters={clusters}")
@@ -161,8 +164,14 @@ class ClusteredWarmup:
         start = torch.zeros(dim) if start is None else start
         self.phis = start.to(dtype).expand(self.clusters, dim).clone()
         self.delta = torch.zeros(self.n_tasks, self.dim, dtype=dtype)
-        self.z = torch.zeros(self.n_tasks, dtype=torch.long)
+        if init_partition not in ("gradients", "random"):
+            raise ValueError(f"init_partition must be 'gradients' or 'random', got {init_partition!r}")
+        self.init_partition = init_partition
         self.generator = generator
+        if init_partition == "random":  # a fixed random balanced partition from the start
+            self.z = torch.randperm(self.n_tasks, generator=generator) % self.clusters
+        else:
+            self.z = torch.zeros(self.n_tasks, dtype=torch.long)
         self._phi_m, self._phi_v = torch.zeros_like(self.phis), torch.zeros_like(self.phis)
         self._delta_m, self._delta_v = torch.zeros_like(self.delta), torch.zeros_like(self.delta)
         self._phi_count = torch.zeros(self.clusters, 1, dtype=torch.long)
@@ -176,7 +185,9 @@ class ClusteredWarmup:
     @property
     def needs_seeding(self) -> bool:
         """True at the step where ``seed_clusters`` must be called (before that step)."""
-        return self.clusters > 1 and self.step_count == self.assign_after
+        return (
+            self.init_partition == "gradients" and self.clusters > 1 and self.step_count == self.assign_after
+        )
 
     def seed_clusters(self, grads: torch.Tensor) -> None:
         """Partition the tasks by spherical k-means of ``grads`` (N, d), each task's likelihood gradient

@@ -84,6 +84,12 @@ class LiftConfig:
         default=1, metadata={"help": "task clusters with their own centres (1 = one shared centre)"}
     )
     cluster_alpha: float = field(default=1.0, metadata={"help": "Dirichlet concentration per cluster"})
+    cluster_init: str = field(
+        default="random",
+        metadata={
+            "help": "first partition of the tasks: random (balanced) | gradients (k-means of their gradients)"
+        },
+    )
     tail_dof: float | None = field(
         default=None, metadata={"help": "Student-t task prior with these degrees of freedom (None: Gaussian)"}
     )
@@ -119,6 +125,8 @@ class LiftConfig:
             raise ValueError(f"spread must be one of {SPREADS}, got {self.spread!r}")
         if self.clusters < 1:
             raise ValueError(f"clusters must be >= 1, got {self.clusters}")
+        if self.cluster_init not in ("gradients", "random"):
+            raise ValueError(f"cluster_init must be 'gradients' or 'random', got {self.cluster_init!r}")
         if self.tail_dof is not None and not self.tail_dof > 0:
             raise ValueError(f"tail_dof must be > 0 (or unset for Gaussian tails), got {self.tail_dof}")
         if not (self.spread_a0 > 0 and self.cluster_alpha > 0):

@@ -103,6 +103,7 @@ class LiftTrainer:
                 generator=torch.Generator().manual_seed(self.seed + 3),
                 init=problem.theta0.float(),
                 assign_after=config.warmup_steps // 4,
+                init_partition=config.cluster_init,
             )
         else:
             self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
