@@ -337,6 +337,7 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
             "file_bytes": size,
             "adapted_on": meta.get("adapted_on"),
             "adapt": meta.get("adapt"),
+            "adapt_report": meta.get("adapt_report"),
             "created": _mtime(path / "adapter_config.json"),
             "liftpeft_version": backbone.get("liftpeft_version"),
         }
