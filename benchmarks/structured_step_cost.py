@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
+from core_step_cost import median_time  # the same timer (this folder is on sys.path when run)
 
 from liftpeft.core import HierarchicalPrior, SGLDGibbs
 from liftpeft.core.structured import StructuredGibbs, StructuredHierarchy
@@ -28,17 +27,6 @@ SWITCHES = {
     "Student-t tails": dict(dof=4.0),
     "all three": dict(learn_spread=True, clusters=5, dof=4.0),
 }
-
-
-def median_time(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def step_time(sampler, n: int, grad: torch.Tensor, repeats: int) -> float:

@@ -22,3 +22,14 @@ def rule_tasks(tmp_path_factory):
     from liftpeft.data.synthetic import write_rule_family
 
     return write_rule_family(tmp_path_factory.mktemp("rule-family"), n_tasks=12, n_test_tasks=4, seed=0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a busy machine with few cores, torch's own threads only contend."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

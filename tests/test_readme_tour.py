@@ -52,17 +52,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a busy machine with few cores, torch's own threads only contend."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_tour_runs_as_written(tmp_path, monkeypatch, capsys, one_thread):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LIFTPEFT_CACHE", str(tmp_path / "cache"))  # bench builds its tiny model there

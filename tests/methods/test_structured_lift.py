@@ -17,14 +17,6 @@ from liftpeft.peft_integration import PeftBackbone, PeftTaskObjective
 from liftpeft.tasks import read_task_collection
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("cluster_init", ["random", "gradients"])
 def test_clusters_of_a_clustered_family_are_recovered_and_new_tasks_find_theirs(cluster_init, one_thread):
     """3 clusters of softmax heads (30 training tasks of 100 examples; 30 new tasks with 20 shots).

@@ -49,6 +49,28 @@ def adam_direction(
     return (m / c1) / ((v / c2).sqrt() + eps), m, v
 
 
+def _step_offsets(
+    warmup: Any,
+    idx: torch.Tensor,
+    rows: torch.Tensor,
+    single: bool,
+    grad_fn: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The likelihood gradient at ``rows`` (checked finite) and one Adam step of the visited tasks'
+    offsets ``delta_i`` on their prior and their own likelihood; returns the gradient."""
+    grad = grad_fn(rows[0].clone() if single else rows.clone()).reshape(rows.shape).to(rows)
+    if not torch.isfinite(grad).all():
+        raise NonFiniteError(
+            f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {warmup.step_count}"
+        )
+    g_delta = -warmup.delta[idx] / warmup.prior.beta**2 + grad
+    count = warmup._delta_count[idx] + 1
+    direction, m, v = adam_direction(g_delta, warmup._delta_m[idx], warmup._delta_v[idx], count)
+    warmup._delta_m[idx], warmup._delta_v[idx], warmup._delta_count[idx] = m, v, count
+    warmup.delta[idx] = warmup.delta[idx] + warmup.lr * direction
+    return grad
+
+
 class HierarchicalWarmup:
     """Adam on ``(phi, delta_1..N)`` of the hierarchical posterior (non-centred coordinates).
 
@@ -87,17 +109,7 @@ class HierarchicalWarmup:
         idx = torch.as_tensor(task_index, dtype=torch.long).reshape(-1)
         single = not isinstance(task_index, torch.Tensor) or task_index.dim() == 0
         rows = self.phi + self.delta[idx]  # (B, d)
-        grad = grad_fn(rows[0].clone() if single else rows.clone()).reshape(rows.shape).to(rows)
-        if not torch.isfinite(grad).all():
-            raise NonFiniteError(
-                f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {self.step_count}"
-            )
-        # delta_i: its prior and its own likelihood
-        g_delta = -self.delta[idx] / self.prior.beta**2 + grad
-        count = self._delta_count[idx] + 1
-        direction, m, v = adam_direction(g_delta, self._delta_m[idx], self._delta_v[idx], count)
-        self._delta_m[idx], self._delta_v[idx], self._delta_count[idx] = m, v, count
-        self.delta[idx] = self.delta[idx] + self.lr * direction
+        grad = _step_offsets(self, idx, rows, single, grad_fn)
         # phi: its prior and an unbiased estimate of the summed likelihood gradient
         g_phi = self.prior.grad_log_prob_phi(self.phi) + (self.n_tasks / len(idx)) * grad.sum(0)
         self._phi_count += 1
@@ -218,16 +230,7 @@ class ClusteredWarmup:
                 self.z[i] = int(torch.as_tensor(loss_fn(i, self.phis + self.delta[i])).argmin())
         single = not isinstance(task_index, torch.Tensor) or task_index.dim() == 0
         rows = self.phis[self.z[idx]] + self.delta[idx]
-        grad = grad_fn(rows[0].clone() if single else rows.clone()).reshape(rows.shape).to(rows)
-        if not torch.isfinite(grad).all():
-            raise NonFiniteError(
-                f"non-finite likelihood gradient for task(s) {idx.tolist()} at warm-up step {self.step_count}"
-            )
-        g_delta = -self.delta[idx] / self.prior.beta**2 + grad
-        count = self._delta_count[idx] + 1
-        direction, m, v = adam_direction(g_delta, self._delta_m[idx], self._delta_v[idx], count)
-        self._delta_m[idx], self._delta_v[idx], self._delta_count[idx] = m, v, count
-        self.delta[idx] = self.delta[idx] + self.lr * direction
+        grad = _step_offsets(self, idx, rows, single, grad_fn)
         # each visited task's cluster centre: its prior and the unbiased estimate of its members' sum
         for k in self.z[idx].unique().tolist():
             members = self.z[idx] == k
