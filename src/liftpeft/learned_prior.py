@@ -24,6 +24,7 @@ from liftpeft._version import __version__
 from liftpeft.atomic import sha256_file, write_tensors_with_json
 from liftpeft.core.mixture import OnlineGaussianMixture
 from liftpeft.core.mixture_prior import MixturePrior
+from liftpeft.core.structured import spread_blocks
 
 FORMAT_V1 = "liftpeft-prior/1"
 FORMAT_V2 = "liftpeft-prior/2"  # adds task_variance, dof and structure (the structured prior)
@@ -32,6 +33,14 @@ META_FILE = "prior.json"
 
 
 MAX_LISTED_BLOCKS = 256  # a prior lists its spread per block up to this many blocks, quantiles beyond
+
+
+def adapter_blocks(mode: str, description: dict[str, Any], dim: int) -> tuple[torch.Tensor, list[str]]:
+    """``spread_blocks`` for an adapter described by a backbone ``description`` (its ``spec`` names
+    the PEFT tensors; without one, ``"tensor"`` falls back to one block)."""
+    spec = description.get("spec") or {}
+    numels = [int(torch.Size(shape).numel()) for shape in spec.get("shapes", [])]
+    return spread_blocks(mode, dim, list(spec.get("names", [])), numels)
 
 
 def structure_record(

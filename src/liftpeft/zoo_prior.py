@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from liftpeft.core.mixture import OnlineGaussianMixture
-from liftpeft.core.structured import fit_structured_em, spread_blocks
-from liftpeft.learned_prior import LearnedPrior, structure_record
+from liftpeft.core.structured import fit_structured_em
+from liftpeft.learned_prior import LearnedPrior, adapter_blocks, structure_record
 
 
 def fit_zoo_mixture(thetas: torch.Tensor, k: int, seed: int = 0) -> OnlineGaussianMixture:
@@ -100,10 +100,7 @@ def _structured_zoo_prior(
     spread: str,
     tail_dof: float | None,
 ) -> LearnedPrior:
-    spec = backbone.get("spec") or {}
-    names = list(spec.get("names", []))
-    numels = [int(torch.Size(shape).numel()) for shape in spec.get("shapes", [])]
-    blocks, block_names = spread_blocks(spread, thetas.shape[1], names, numels)
+    blocks, block_names = adapter_blocks(spread, backbone, thetas.shape[1])
     post = fit_structured_em(
         thetas, k, blocks, beta=beta if spread == "fixed" else None, dof=tail_dof, seed=seed
     )

@@ -6,25 +6,14 @@ problem (the adapter's tensors give the spread's blocks) and to the saved ``Lear
 
 from __future__ import annotations
 
-import torch
-
-from liftpeft.core.structured import StructuredGibbs, StructuredHierarchy, spread_blocks
-from liftpeft.learned_prior import LearnedPrior, structure_record
+from liftpeft.core.structured import StructuredGibbs, StructuredHierarchy
+from liftpeft.learned_prior import LearnedPrior, adapter_blocks, structure_record
 from liftpeft.methods.base import MetaProblem
 from liftpeft.methods.lift.config import LiftConfig
 
 
-def adapter_tensors(problem: MetaProblem) -> tuple[list[str], list[int]]:
-    """Names and sizes of the adapter's tensors, from the backbone description (empty if unknown)."""
-    spec = problem.description.get("spec") or {}
-    names, shapes = list(spec.get("names", [])), spec.get("shapes", [])
-    numels = [int(torch.Size(shape).numel()) for shape in shapes]
-    return names, numels
-
-
 def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> StructuredGibbs:
-    names, numels = adapter_tensors(problem)
-    blocks, _ = spread_blocks(config.spread, problem.dim, names, numels)
+    blocks, _ = adapter_blocks(config.spread, problem.description, problem.dim)
     model = StructuredHierarchy(
         config.sigma,
         config.beta,
@@ -56,8 +45,7 @@ def structured_prior(
     """The learned prior: the clusters' centres and weights, the learned spread, the tails."""
     post = sampler.summary()
     task_names = [t.name for t in problem.train]
-    names, numels = adapter_tensors(problem)
-    _, block_names = spread_blocks(config.spread, problem.dim, names, numels)
+    _, block_names = adapter_blocks(config.spread, problem.description, problem.dim)
     structure = structure_record(
         spread_mode=config.spread,
         prior_beta=config.beta,
