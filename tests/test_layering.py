@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "config_files": 1,
     "learned_prior": 1,
     "zoo_prior": 1,
+    "scale": 1,  # sharded sampling over torch.distributed: core maths plus files and ranks
     "": 1,  # the package itself (liftpeft/__init__.py)
     "tasks": 2,
     "data": 2,
