@@ -2,15 +2,20 @@
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from liftpeft.data.synthetic import write_rule_family
+from liftpeft.example import write_example
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.peft_integration.tiny import make_tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +24,24 @@ def workspace(tmp_path_factory):
     make_tiny_model("bert", root / "model")
     write_rule_family(root / "tasks", n_tasks=4, n_test_tasks=1)
     return root
+
+
+def _readme_torchrun_line() -> list[str]:
+    lines = [ln for ln in (ROOT / "README.md").read_text().splitlines() if " torchrun " in f" {ln} "]
+    assert len(lines) == 1, "the README shows one torchrun command"
+    words = shlex.split(lines[0])
+    assert words[:2] == ["OMP_NUM_THREADS=1", "torchrun"] and words[2:4] == ["--nproc-per-node", "2"]
+    return words[4:]
+
+
+def test_the_readme_torchrun_command_runs_as_written(tmp_path):
+    write_example(tmp_path / "example")
+    args = _readme_torchrun_line()
+    assert args[:2] == ["-m", "liftpeft"]
+    done = _torchrun(tmp_path, *args[2:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = args[args.index("--out") + 1]
+    assert LearnedPrior.load(tmp_path / out).n_components == 2
 
 
 def _torchrun(root, *args: str) -> subprocess.CompletedProcess:
