@@ -94,6 +94,12 @@ class PaperLatent:
         self.v = v.to(torch.float64)
         self._v32 = self.v.float()
 
+    def start_from_warmup(self, v: torch.Tensor, z: torch.Tensor, D: torch.Tensor, E: torch.Tensor,
+                          n: torch.Tensor) -> None:  # fmt: skip
+        """Continue from a warm-up: ``phi`` at its centre ``v`` (1, d) and ``S = n v + D``."""
+        self.S = float(n[0]) * v[0].double() + D[0]
+        self._set_v(v[0].double())
+
     def theta_grad(self, row: int, u: torch.Tensor) -> torch.Tensor:
         return (self._v32 - u) / self.prior.beta**2
 
@@ -210,6 +216,21 @@ class StructuredLatent:
         self.W, self.S, self.Q, self.counts = W.clone(), S.clone(), Q.clone(), counts.clone()
         self._reset_shared_record()
 
+    def start_from_warmup(self, v: torch.Tensor, z: torch.Tensor, D: torch.Tensor, E: torch.Tensor,
+                          n: torch.Tensor) -> None:  # fmt: skip
+        """Continue from a warm-up's centres ``v`` (K, d), this shard's assignments ``z`` and the
+        offsets' per-centre sums: with ``u_i = v_k + delta_i`` and ``lambda_i = 1``, ``S_k = n_k v_k + D_k``
+        and ``Q_k = n_k v_k^2 + 2 v_k D_k + E_k``; then the centres are drawn from their conditionals."""
+        v64 = v.double()
+        self.z = z.clone()
+        self.lam = torch.ones(len(z), dtype=torch.float64)
+        self.W, self.counts = n.clone(), n.clone()
+        self.S = n[:, None] * v64 + D
+        self.Q = n[:, None] * v64.square() + 2.0 * v64 * D + E
+        self._reset_shared_record()
+        self._reset_local_record(len(z))
+        self.draw(1.0)
+
     def draw(self, temp: float, clusters: list[int] | None = None) -> None:
         rows = list(range(self.K)) if clusters is None else clusters
         if not rows:
@@ -246,21 +267,20 @@ class StructuredLatent:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         m, K = self.model, self.K
         delta = self._contribution(float(self.lam[row]), int(self.z[row]), u_old, -1.0)
-        if temp > 0:
-            gen = keys.generator(self.seed, keys.LOCAL, step, task)
-            counts = self.counts.clone()
-            counts[int(self.z[row])] -= 1.0  # the task's own term leaves its cluster
-            if m.dof is not None:
-                r2 = float(self._sq_dist(u_new, int(self.z[row])))
-                shape = torch.tensor([(m.dof + self.dim) / 2.0], dtype=torch.float64)
-                self.lam[row] = float(gamma(shape, gen)[0]) / ((m.dof + r2) / 2.0)
-            if K > 1:
-                if log_lik_fn is not None:
-                    u_new = self._translate(row, task, u_new, counts, log_lik_fn, temp, gen)
-                logits = torch.log(counts + m.alpha) - 0.5 * float(self.lam[row]) * self._sq_dist(
-                    u_new, torch.arange(K)
-                )
-                self.z[row] = int(categorical(logits, gen))
+        gen = keys.generator(self.seed, keys.LOCAL, step, task)
+        counts = self.counts.clone()
+        counts[int(self.z[row])] -= 1.0  # the task's own term leaves its cluster
+        if temp > 0 and m.dof is not None:
+            r2 = float(self._sq_dist(u_new, int(self.z[row])))
+            shape = torch.tensor([(m.dof + self.dim) / 2.0], dtype=torch.float64)
+            self.lam[row] = float(gamma(shape, gen)[0]) / ((m.dof + r2) / 2.0)
+        if K > 1 and temp > 0:
+            if log_lik_fn is not None:
+                u_new = self._translate(row, task, u_new, counts, log_lik_fn, temp, gen)
+            logits = torch.log(counts + m.alpha) - 0.5 * float(self.lam[row]) * self._sq_dist(
+                u_new, torch.arange(K)
+            )
+            self.z[row] = int(categorical(logits, gen))
         delta += self._contribution(float(self.lam[row]), int(self.z[row]), u_new, +1.0)
         return u_new, delta
 
@@ -272,11 +292,12 @@ class StructuredLatent:
         shifted = u + (self._phi32[k] - self._phi32[z])
         c = self.model.center.float()
         ll = log_lik_fn(task, torch.stack([c + u, c + shifted])).double()
+        self.proposed_moves += 1
         log_ratio = (ll[1] - ll[0]) / temp + math.log(
             (float(counts[k]) + self.model.alpha) / (float(counts[z]) + self.model.alpha)
         )
-        self.proposed_moves += 1
-        if math.log(float(torch.rand(1, dtype=torch.float64, generator=gen))) < float(log_ratio):
+        accept = math.log(float(torch.rand(1, dtype=torch.float64, generator=gen))) < float(log_ratio)
+        if accept:
             self.z[row] = k
             self.accepted_moves += 1
             return shifted

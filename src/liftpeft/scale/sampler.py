@@ -88,6 +88,7 @@ class ShardedGibbs:
         rmsprop_eps: float = 1e-5,
         bank_path: Any = None,
         theta_curvature: float | None = None,
+        extra_fields: tuple[str, ...] = (),
     ) -> None:
         if not (temperature >= 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
@@ -106,10 +107,16 @@ class ShardedGibbs:
         self.preconditioner = preconditioner
         self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
         self.tasks = shard_of(self.rank, self.n_tasks, self.world_size)
-        fields = ("theta", "theta_sq") if preconditioner else ("theta",)
+        fields = (("theta", "theta_sq") if preconditioner else ("theta",)) + tuple(extra_fields)
         self.bank = TaskBank(len(self.tasks), dim, fields, path=bank_path)
         self.visits = torch.zeros(len(self.tasks), 1, dtype=torch.long)
         self.step_count = 0
+        # after a warm-up the bank holds offsets delta_i from the warm-up's centres; a task's row becomes
+        # u_i = base[z_i] + delta_i at its first visit (no pass over all adapters at the chain's start)
+        self.chain_started = False
+        self._base = torch.zeros(0, dim)
+        self._base_z = torch.zeros(len(self.tasks), dtype=torch.long)
+        self._converted = torch.ones(len(self.tasks), dtype=torch.bool)
         self.latent.set_stats(self.comm.all_reduce_sum(self.latent.start(self.tasks)))
         self.latent.draw(1.0)
 
@@ -122,7 +129,21 @@ class ShardedGibbs:
             raise IndexError(
                 f"task {task} belongs to rank {owner_of(task, self.world_size)}, not {self.rank}"
             )
-        return self.center + self.bank.read("theta", task // self.world_size)
+        return self.center + self._read_u(task // self.world_size)
+
+    def _read_u(self, row: int) -> torch.Tensor:
+        u = self.bank.read("theta", row)
+        if not bool(self._converted[row]):
+            u += self._base[int(self._base_z[row])]
+        return u
+
+    def start_chain(self, warmup: Any) -> None:
+        """Start sampling from ``warmup`` (a ``ShardedWarmup``): its centres, assignments and sums."""
+        self._base = warmup.v.clone()
+        self._base_z = warmup.z.clone()
+        self._converted = torch.zeros(len(self.tasks), dtype=torch.bool)
+        self.latent.start_from_warmup(warmup.v, warmup.z, warmup.D, warmup.E, warmup.n)
+        self.chain_started = True
 
     @property
     def phi(self) -> torch.Tensor:
@@ -148,7 +169,7 @@ class ShardedGibbs:
             if not self.owns(i):
                 continue
             row = i // self.world_size
-            u = self.bank.read("theta", row)
+            u = self._read_u(row)
             grad_lik = grad_fn(i, self.center + u)
             if grad_lik.shape != u.shape or not bool(torch.isfinite(grad_lik).all()):
                 raise FloatingPointError(
@@ -164,6 +185,7 @@ class ShardedGibbs:
             u_new, change = self.latent.visit(row, i, u, new[0], self.step_count, temp, log_lik_fn)
             delta += change
             self.bank.write("theta", row, u_new)
+            self._converted[row] = True
             if state is not None:
                 self.bank.write("theta_sq", row, state.square_avg[0])
                 self.visits[row] = state.count
@@ -218,6 +240,10 @@ class ShardedGibbs:
             "latent": self.latent.state_dict(),
             "visits": self.visits.clone(),
             "bank": self.bank.pending(),
+            "chain_started": self.chain_started,
+            "base": self._base.clone(),
+            "base_z": self._base_z.clone(),
+            "converted": self._converted.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -230,3 +256,6 @@ class ShardedGibbs:
         self.latent.load_state_dict(state["latent"])
         self.visits = state["visits"].clone()
         self.bank.apply(state["bank"])
+        self.chain_started = bool(state["chain_started"])
+        self._base, self._base_z = state["base"].clone(), state["base_z"].clone()
+        self._converted = state["converted"].clone()

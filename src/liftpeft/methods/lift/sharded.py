@@ -3,8 +3,8 @@
 Each rank owns the tasks ``i % W == rank`` and their adapters (``scale.ShardedGibbs``), visits
 ``tasks_per_step`` of its own tasks per step (so a step of W ranks visits W times as many tasks as one
 process), and the ranks all-reduce the shared latent's statistics every step: no staleness.
-Warm-up steps are noise-free steps of the same sampler (temperature 0: RMSprop ascent on the joint
-posterior), not the one-process run's Adam warm-up. Progress, metrics and the artefact come from
+The warm-up is the one-process run's (Adam in non-centred coordinates, hard EM of the clusters by
+likelihood), data-parallel (``scale.warmup``). Progress, metrics and the artefact come from
 rank 0; every rank takes part in the collective steps, the final summary included.
 
 Checkpoints (in ``workdir/shards/rank-R/``), two phases: every rank saves ``ckpt-STEP`` (its shared
@@ -48,6 +48,7 @@ from liftpeft.scale import keys
 from liftpeft.scale.comm import Communicator, LocalCommunicator
 from liftpeft.scale.latent import PaperLatent, StructuredLatent
 from liftpeft.scale.sampler import ShardedGibbs, random_schedule
+from liftpeft.scale.warmup import WARMUP_FIELDS, ShardedWarmup
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class ShardedLiftTrainer:
             preconditioner=cfg.preconditioner,
             bank_path=self._bank_path(),
             theta_curvature=self._curvature,
+            extra_fields=WARMUP_FIELDS if cfg.warmup_steps > 0 else (),
         )
 
     # -- files -------------------------------------------------------------------------------------
@@ -175,6 +177,7 @@ class ShardedLiftTrainer:
         return {
             "run": self._fingerprint(),
             "sampler": self.sampler.state_dict(),
+            "warmup": self.warmup.state_dict() if self.warmup is not None else {},
             "mixtures": {str(k): m.state_dict() for k, m in self.mixtures.items()},
             "trace": self.trace,
         }
@@ -186,6 +189,8 @@ class ShardedLiftTrainer:
                 "resume with exactly the same command, or start a new run in another output directory"
             )
         self.sampler.load_state_dict(state["sampler"])
+        if self.warmup is not None:
+            self.warmup.load_state_dict(state["warmup"])
         for k, mixture in self.mixtures.items():
             mixture.load_state_dict(state["mixtures"][str(k)])
         self.trace = {name: [float(v) for v in values] for name, values in state["trace"].items()}
@@ -255,6 +260,12 @@ class ShardedLiftTrainer:
         if not resume:
             self._start_fresh()  # an earlier attempt's files in this run's folder go first
         self.sampler = self._build_sampler()
+        cfg = self.config
+        self.warmup = None
+        if cfg.warmup_steps > 0:
+            self.warmup = ShardedWarmup(
+                self.sampler, cfg.warmup_lr, cfg.sigma, cfg.beta, assign_after=cfg.warmup_steps // 4
+            )
         if resume:
             self._resume()
         cfg, sampler = self.config, self.sampler
@@ -273,13 +284,14 @@ class ShardedLiftTrainer:
                     tasks = self.schedule(step)
                 else:
                     tasks = random_schedule(self.seed, n, self.comm.world_size, cfg.tasks_per_step, step)
+                log_lik = self._log_lik if structured_clusters else None
                 try:
-                    sampler.step(
-                        tasks,
-                        self._grad_fn(step),
-                        temperature=0.0 if phase == "warmup" else cfg.temperature,
-                        log_lik_fn=self._log_lik if structured_clusters else None,
-                    )
+                    if phase == "warmup" and self.warmup is not None:
+                        self.warmup.step(tasks, self._grad_fn(step), log_lik_fn=log_lik)
+                    else:
+                        if self.warmup is not None and not sampler.chain_started:
+                            sampler.start_chain(self.warmup)
+                        sampler.step(tasks, self._grad_fn(step), log_lik_fn=log_lik)
                 except FloatingPointError as err:
                     raise MetaTrainingError(f"meta-training stopped at step {step}: {err}") from None
                 if schedule.keeps(step):
@@ -308,12 +320,13 @@ class ShardedLiftTrainer:
 
     def _log(self, phase: str) -> None:
         losses, self._losses = self._losses, []
+        phi = self.warmup.phi if phase == "warmup" and self.warmup is not None else self.sampler.phi
         record: dict[str, Any] = {
             "step": self.sampler.step_count,
             "phase": phase,
             "loss": sum(losses) / len(losses) if losses else math.nan,  # rank 0's own tasks
             "ranks": self.comm.world_size,
-            "phi_distance": float((self.sampler.phi - self.problem.theta0).norm()),
+            "phi_distance": float((phi - self.problem.theta0).norm()),
             "comm_seconds": round(self.comm.seconds, 4),
         }
         if isinstance(self.latent, StructuredLatent):
