@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--benchmark",
-        help="registered benchmark (shakespeare, bigbench-cls, bigbench-gen, vision-xdomain, rule-family)",
+        help="registered benchmark (shakespeare, bigbench-cls, bigbench-gen, vision-xdomain, rule-family; "
+        "GPU + hub data: crossfit-bart, crossfit-flan-t5, vtab-1k)",
     )
     p.add_argument("--methods", help="comma-separated methods or config variants (default: the config's)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
