@@ -2,7 +2,7 @@
 
 ``ViTBackbone`` loads the image encoder with ``AutoModel`` (local directory or hub id) and its
 preprocessing with ``AutoImageProcessor``, injects LoRA (``peft.inject_adapter_in_model``; rank 4 on
-the attention ``query`` / ``value`` projections unless told otherwise) and owns the head
+the attention's query / value projections unless told otherwise) and owns the head
 ``head.weight`` (N, F) / ``head.bias`` (N,), zero at ``theta0``. For the L2-normalised ``[CLS]``
 feature ``f`` (B, F) of the last layer at ``theta``, the logits are those of ``vision.head_logits``
 (``head="linear"``: ``scale * f @ W.T + b``; ``"prototype"`` adds the task's class means). It offers
@@ -32,7 +32,10 @@ from liftpeft.peft_integration.backbone import (
 )
 from liftpeft.peft_integration.vision import HEADS, head_logits
 
-DEFAULT_PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query", "value"]}
+# the attention's query / value projections under either naming of transformers' ViT (``query`` /
+# ``value`` before transformers 5, ``q_proj`` / ``v_proj`` after; checkpoints load into both)
+VIT_QV = r".*attention\.(query|value|q_proj|v_proj)"
+DEFAULT_PEFT = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": VIT_QV}
 
 
 class ViTBackbone:
