@@ -22,9 +22,11 @@ CROSSFIT_TASKS = {  # task -> (k, label texts); the words give each class a lear
 }
 
 
-def write_crossfit(root: Path, n: int = 4, seeds=(100, 13)) -> Path:
-    """``n`` lines per class per split of every ``CROSSFIT_TASKS`` task, and a split file."""
-    for task, (k, labels) in CROSSFIT_TASKS.items():
+def write_crossfit(root: Path, n: int = 4, seeds=(100, 13), tasks: list[str] | None = None) -> Path:
+    """``n`` lines per class per split of every ``CROSSFIT_TASKS`` task (or of ``tasks``, binary), and a
+    split file ``split.json`` of the ``CROSSFIT_TASKS``."""
+    chosen = CROSSFIT_TASKS if tasks is None else {t: (16, ("no", "yes")) for t in tasks}
+    for task, (k, labels) in chosen.items():
         folder = root / task
         folder.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
@@ -46,19 +48,24 @@ def write_crossfit(root: Path, n: int = 4, seeds=(100, 13)) -> Path:
 VTAB_DATASETS = {"dtd": 47, "eurosat": 10, "clevr_count": 8}  # natural, specialized, structured
 
 
-def write_vtab(root: Path, n_train: int = 6, n_val: int = 4, n_test: int = 4, seed: int = 0) -> Path:
-    """PNG images of a few classes per dataset (each class a colour, sizes vary) and the four lists."""
+def write_vtab(
+    root: Path, n_train: int = 6, n_val: int = 4, n_test: int = 4, seed: int = 0, datasets=VTAB_DATASETS
+) -> Path:
+    """PNG images of (up to) three classes per dataset (each class a colour, sizes vary) and the four lists."""
     from PIL import Image
 
+    from liftpeft.data.vtab import CLASSES
+
     rng = np.random.default_rng(seed)
-    for dataset in VTAB_DATASETS:
+    for dataset in datasets:
+        n_classes = min(3, CLASSES[dataset])
         folder = root / dataset
         (folder / "images").mkdir(parents=True, exist_ok=True)
         lists: dict[str, list[str]] = {}
         for split, count in (("train800", n_train), ("val200", n_val), ("test", n_test)):
             rows = []
             for i in range(count):
-                label = i % 3
+                label = i % n_classes
                 size = int(rng.integers(10, 20))
                 pixels = np.full((size, size, 3), 40, dtype=np.uint8)
                 pixels[..., label] = 220

@@ -203,3 +203,15 @@ def test_cli_from_datasets(tmp_path, dataset_dict, capsys):
         main(["tasks", "from-datasets", str(saved), "--input", "sentence", "--out", str(tmp_path / "x")]) == 1
     )
     assert "exactly one example kind" in capsys.readouterr().err
+
+
+def test_cli_splits_flag(tmp_path, dataset_dict, capsys):
+    saved = tmp_path / "saved"
+    dataset_dict.save_to_disk(str(saved))
+    out = tmp_path / "tasks"
+    argv = ["tasks", "from-datasets", str(saved), "--input", "sentence", "--label", "label"]
+    assert main([*argv, "--splits", "train=train,validation=test", "--out", str(out)]) == 0
+    (task,) = read_task_collection(out)
+    assert (len(task.train), len(task.dev), len(task.test)) == (40, 0, 8)
+    assert main([*argv, "--splits", "train", "--out", str(tmp_path / "x")]) == 2
+    assert "SOURCE=TASK_SPLIT" in capsys.readouterr().err

@@ -314,7 +314,7 @@ def tasks_from_datasets(args: argparse.Namespace) -> int:
 
     names = ("input", "label", "options", "choices", "target", "text", "task_column", "keep_tasks")
     names += ("train_size", "dev_size", "max_examples", "streaming", "shuffle_seed", "subset")
-    names += ("revision", "cache_dir", "out", "overwrite", "sources")
+    names += ("revision", "cache_dir", "out", "overwrite", "sources", "splits")
     s = _settings(args, names, ("out",))
     if not s.get("sources"):
         raise UsageError("missing SOURCE (a save_to_disk directory, a data file or directory, or a hub id)")
@@ -324,6 +324,11 @@ def tasks_from_datasets(args: argparse.Namespace) -> int:
     for key in ("choices", "keep_tasks"):
         s[key] = _csv(s.get(key))
     s["dev_size"] = s.get("dev_size") or 0
+    if isinstance(s.get("splits"), str):
+        pairs = [p.partition("=") for p in _csv(s["splits"])]
+        if any(not sep or not a or not b for a, sep, b in pairs):
+            raise UsageError(f"--splits expects SOURCE=TASK_SPLIT pairs, got {s['splits']!r}")
+        s["splits"] = {a.strip(): b.strip() for a, _, b in pairs}
     out = api.tasks_from_datasets(sources, s.pop("out"), **{k: v for k, v in s.items() if v is not None})
     from liftpeft.tasks import read_task_collection
 

@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-column", help="column whose values split a source into tasks")
     p.add_argument("--keep-tasks", help="comma-separated values of --task-column to keep (default all)")
     p.add_argument(
+        "--splits", help="source split -> task split, e.g. train=train,validation=test (default: by name)"
+    )
+    p.add_argument(
         "--train-size", type=int, help="carve this many train examples per task off the train rows"
     )
     p.add_argument("--dev-size", type=int, help="and this many dev examples (with --train-size)")
