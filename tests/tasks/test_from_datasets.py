@@ -215,3 +215,17 @@ def test_cli_splits_flag(tmp_path, dataset_dict, capsys):
     assert (len(task.train), len(task.dev), len(task.test)) == (40, 0, 8)
     assert main([*argv, "--splits", "train", "--out", str(tmp_path / "x")]) == 2
     assert "SOURCE=TASK_SPLIT" in capsys.readouterr().err
+
+
+def test_a_hub_id_offline_and_a_missing_datasets_say_what_to_do(monkeypatch):
+    from liftpeft.tasks.hf_sources import SourceError, open_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(
+        SourceError, match=r"could not load dataset 'someone/no-such-set' from the hub: the hub is"
+    ):
+        open_source("someone/no-such-set")
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'liftpeft\[hub\]'"):
+        open_source("anything")
