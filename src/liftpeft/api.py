@@ -378,3 +378,52 @@ def example(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
     from liftpeft.example import write_example
 
     return write_example(out, overwrite=overwrite)
+
+
+def tasks_from_datasets(
+    sources: Sequence[Any],
+    out: str | os.PathLike,
+    *,
+    input: str | None = None,
+    label: str | None = None,
+    options: str | None = None,
+    choices: Sequence[str] | None = None,
+    target: str | None = None,
+    text: str | None = None,
+    task_column: str | None = None,
+    train_size: int | None = None,
+    dev_size: int = 0,
+    overwrite: bool = False,
+    **kw: Any,
+) -> Path:
+    """Write a task collection in ``out`` from ``datasets`` sources (``Dataset`` / ``DatasetDict``
+    objects, ``save_to_disk`` directories, data files or directories, hub ids; a ``(name, source)``
+    pair names its task). The columns: ``input`` with ``label`` (and ``options`` or ``choices``, unless
+    the label is a ``ClassLabel``), ``input`` with ``target``, or ``text``; ``task_column`` splits a
+    source into tasks. ``train_size`` / ``dev_size`` carve splits off the train rows; ``kw``:
+    ``max_examples``, ``streaming``, ``splits``, ``keep_tasks``, ``shuffle_seed``, ``subset``,
+    ``revision``, ``token``, ``cache_dir`` (``liftpeft.tasks.from_datasets``). Needs
+    ``pip install 'liftpeft[hub]'``.
+
+    >>> import tempfile, pathlib
+    >>> from datasets import Dataset
+    >>> rows = {"question": ["2+2?", "3+3?", "1+1?"], "answer": ["4", "6", "2"]}
+    >>> out = tasks_from_datasets([("sums", Dataset.from_dict(rows))], pathlib.Path(tempfile.mkdtemp()) / "t",
+    ...                           input="question", target="answer", train_size=2)
+    >>> [t.name for t in read_task_collection(out)], len(read_task_collection(out)[0].test)
+    (['sums'], 1)
+    """
+    from liftpeft.tasks.from_datasets import Carve, ColumnMapping, write_tasks_from_datasets
+
+    mapping = ColumnMapping(
+        input=input,
+        label=label,
+        options=options,
+        choices=tuple(choices) if choices is not None else None,
+        target=target,
+        text=text,
+        task=task_column,
+    )
+    carve = Carve(train_size, dev_size) if train_size is not None else None
+    path, _ = write_tasks_from_datasets(sources, mapping, out, overwrite=overwrite, carve=carve, **kw)
+    return Path(path)

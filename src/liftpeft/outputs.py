@@ -76,6 +76,11 @@ KINDS: dict[str, dict[str, tuple]] = {
         "signature": (("EXAMPLE.md",),),
         "entries": ("EXAMPLE.md", "model", "tasks", "bench.yaml"),
     },
+    "tasks": {  # a task collection written by `liftpeft tasks from-datasets` (its task folders are
+        # listed in the marker when written)
+        "signature": (("tasks.json",),),
+        "entries": ("tasks.json",),
+    },
 }
 
 
@@ -85,6 +90,7 @@ LABELS = {
     "bench": "results directory",
     "report": "report",
     "example": "example workspace",
+    "tasks": "task collection",
 }
 
 

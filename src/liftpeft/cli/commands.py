@@ -300,6 +300,49 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named_source(text: str) -> str | tuple[str, str]:
+    """``NAME=SOURCE`` -> ``(NAME, SOURCE)``; a plain source stays as it is."""
+    name, sep, source = text.partition("=")
+    return (name, source) if sep and name and "/" not in name else text
+
+
+def _csv(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip()]
+
+
+def tasks_from_datasets(args: argparse.Namespace) -> int:
+    from liftpeft import api
+
+    names = ("input", "label", "options", "choices", "target", "text", "task_column", "keep_tasks")
+    names += ("train_size", "dev_size", "max_examples", "streaming", "shuffle_seed", "subset")
+    names += ("revision", "cache_dir", "out", "overwrite", "sources", "splits")
+    s = _settings(args, names, ("out",))
+    if not s.get("sources"):
+        raise UsageError("missing SOURCE (a save_to_disk directory, a data file or directory, or a hub id)")
+    if s.get("dev_size") is not None and s.get("train_size") is None:
+        raise UsageError("--dev-size needs --train-size (both carve the source's train rows)")
+    sources = [_named_source(str(x)) for x in _csv(s.pop("sources"))]
+    for key in ("choices", "keep_tasks"):
+        s[key] = _csv(s.get(key))
+    s["dev_size"] = s.get("dev_size") or 0
+    if isinstance(s.get("splits"), str):
+        pairs = [p.partition("=") for p in _csv(s["splits"])]
+        if any(not sep or not a or not b for a, sep, b in pairs):
+            raise UsageError(f"--splits expects SOURCE=TASK_SPLIT pairs, got {s['splits']!r}")
+        s["splits"] = {a.strip(): b.strip() for a, _, b in pairs}
+    out = api.tasks_from_datasets(sources, s.pop("out"), **{k: v for k, v in s.items() if v is not None})
+    from liftpeft.tasks import read_task_collection
+
+    tasks = read_task_collection(out)
+    counts = ", ".join(f"{t.name} ({len(t.train)}/{len(t.dev)}/{len(t.test)})" for t in tasks[:5])
+    more = f", ... {len(tasks) - 5} more" if len(tasks) > 5 else ""
+    print(f"{len(tasks)} {tasks[0].kind} task(s) written to {out}: {counts}{more} (train/dev/test)")
+    print(f"next: liftpeft meta-train --model MODEL --tasks {out} --out prior")
+    return 0
+
+
 def methods(args: argparse.Namespace) -> int:
     from liftpeft.methods import available_methods
 

@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--benchmark",
-        help="registered benchmark (shakespeare, bigbench-cls, bigbench-gen, vision-xdomain, rule-family)",
+        help="registered benchmark (shakespeare, bigbench-cls, bigbench-gen, vision-xdomain, rule-family; "
+        "GPU + hub data: crossfit-bart, crossfit-flan-t5, vtab-1k)",
     )
     p.add_argument("--methods", help="comma-separated methods or config variants (default: the config's)")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3)")
@@ -221,6 +222,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="?", help="results directory written by `liftpeft bench`")
     p.add_argument("--out", help="where to write report.md and the plots (default: the results directory)")
     p.set_defaults(handler="report")
+
+    tasks = sub.add_parser(
+        "tasks", help="make task folders", description="make task folders (see docs/datasets.md)"
+    )
+    tasks_sub = tasks.add_subparsers(dest="tasks_action", metavar="ACTION")
+    p = _sub(
+        tasks_sub,
+        "from-datasets",
+        "write a task collection from `datasets` sources (Dataset dirs, data files, hub ids)",
+        "liftpeft tasks from-datasets ./reviews.jsonl --input text --label stars --choices 1,2,3,4,5 "
+        "--train-size 32 --dev-size 32 --out ./tasks",
+    )
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="[NAME=]SOURCE",
+        help="save_to_disk directory, data file (.jsonl .csv .parquet ...), data directory or hub id",
+    )
+    p.add_argument("--out", help="directory that receives <task>/{train,dev,test}.jsonl and tasks.json")
+    p.add_argument("--input", help="input text column (choice and text-to-text tasks)")
+    p.add_argument("--label", help="label column (an index or an option text): multiple-choice tasks")
+    p.add_argument("--options", help="column of per-row option lists (else --choices or ClassLabel names)")
+    p.add_argument("--choices", help="comma-separated option texts shared by every row")
+    p.add_argument("--target", help="target text column: text-to-text tasks")
+    p.add_argument("--text", help="text column: language-modelling tasks")
+    p.add_argument("--task-column", help="column whose values split a source into tasks")
+    p.add_argument("--keep-tasks", help="comma-separated values of --task-column to keep (default all)")
+    p.add_argument(
+        "--splits", help="source split -> task split, e.g. train=train,validation=test (default: by name)"
+    )
+    p.add_argument(
+        "--train-size", type=int, help="carve this many train examples per task off the train rows"
+    )
+    p.add_argument("--dev-size", type=int, help="and this many dev examples (with --train-size)")
+    p.add_argument("--max-examples", type=int, help="cap on the examples of every split of every task")
+    p.add_argument("--streaming", action="store_true", help="stream the sources (read only what is needed)")
+    p.add_argument("--shuffle-seed", type=int, help="shuffle every split with this seed first")
+    p.add_argument("--subset", help="hub dataset configuration name (load_dataset's name)")
+    p.add_argument("--revision", help="hub dataset revision")
+    p.add_argument("--cache-dir", help="datasets cache directory (default: datasets' own)")
+    _overwrite(p, "task collection")
+    p.set_defaults(handler="tasks_from_datasets")
 
     p = _sub(
         sub,

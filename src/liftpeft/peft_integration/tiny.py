@@ -4,7 +4,8 @@
 ``model.safetensors``, ``tokenizer.json``) that ``AutoModel*.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` load offline. Kinds: ``"bert"`` (encoder), ``"gpt2"`` (causal LM),
 ``"llama"`` (causal LM with rotary positions and grouped-query attention, like SmolLM2), ``"t5"``
-(encoder-decoder).
+(encoder-decoder, as FLAN-T5), ``"bart"`` (encoder-decoder, as BART-base), ``"vit"`` (a ViT image
+encoder, as ViT-B/16, with its image processor instead of a tokenizer).
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ def char_tokenizer(chars: str = CHARS, bert_style: bool = False):
 
 
 def make_tiny_model(kind: str, path: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """Write a tiny random ``kind`` model (``bert`` / ``gpt2`` / ``llama`` / ``t5``) with a char tokenizer."""
+    """Write a tiny random ``kind`` model (``bert`` / ``gpt2`` / ``llama`` / ``t5`` / ``bart``) with a char
+    tokenizer, or a tiny ``vit`` with its image processor."""
+    if kind == "vit":
+        return _make_tiny_vit(Path(path), seed, hidden, layers)
     from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
         BertConfig,
         BertModel,
         GPT2Config,
@@ -114,8 +120,48 @@ def make_tiny_model(kind: str, path: str | Path, seed: int = 0, hidden: int = 32
             decoder_start_token_id=pad,
         )
         model = T5ForConditionalGeneration(config)
+    elif kind == "bart":
+        eos = tokenizer.eos_token_id
+        config = BartConfig(
+            vocab_size=vocab,
+            d_model=hidden,
+            encoder_layers=layers,
+            decoder_layers=layers,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=2 * hidden,
+            decoder_ffn_dim=2 * hidden,
+            max_position_embeddings=256,
+            pad_token_id=pad,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            decoder_start_token_id=eos,
+            forced_eos_token_id=eos,
+        )
+        model = BartForConditionalGeneration(config)
     else:
-        raise ValueError(f"unknown tiny model kind {kind!r}; choose bert, gpt2, llama or t5")
+        raise ValueError(f"unknown tiny model kind {kind!r}; choose bert, gpt2, llama, t5, bart or vit")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def _make_tiny_vit(path: Path, seed: int, hidden: int, layers: int, image_size: int = 32) -> Path:
+    """A tiny random ``ViTModel`` (patch 8 on 32 px images) and a ``ViTImageProcessor`` that resizes to
+    32 px with ViT's 0.5 / 0.5 normalisation."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=image_size,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+    )
+    ViTModel(config, add_pooling_layer=False).save_pretrained(path)
+    size = {"height": image_size, "width": image_size}
+    ViTImageProcessor(size=size, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(path)
     return path

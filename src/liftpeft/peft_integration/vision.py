@@ -157,6 +157,23 @@ def load_lite0(weights: str | Path | None, tiny: bool = False) -> EfficientNetLi
     return net.eval()
 
 
+def head_logits(
+    params: dict[str, torch.Tensor],
+    feats: torch.Tensor,
+    train_feats: torch.Tensor | None,
+    train_labels: torch.Tensor | None,
+    head: str,
+    scale: float,
+) -> torch.Tensor:
+    """``(B, N)`` = ``scale * feats @ (P + W).T + b`` (module doc); ``P`` only for ``head="prototype"``."""
+    weight = params["head.weight"]  # (N, F)
+    if head == "prototype":
+        onehot = F.one_hot(train_labels, weight.shape[0]).to(train_feats.dtype)  # (n, N)
+        means = onehot.T @ train_feats / onehot.sum(0).clamp_min(1.0)[:, None]  # (N, F)
+        weight = weight + F.normalize(means, dim=-1)
+    return scale * feats @ weight.T + params["head.bias"]
+
+
 class VisionBackbone:
     """A frozen EfficientNet-Lite with LoRA (via ``peft``) and an N-way head addressed as ``theta``.
 
@@ -239,12 +256,7 @@ class VisionBackbone:
     ) -> torch.Tensor:
         """``(B, N)`` class scores of ``feats`` given the task's training features and labels."""
         params = self.spec.unflatten(theta.to(self.device))
-        weight = params["head.weight"]
-        if self.head == "prototype":
-            onehot = F.one_hot(train_labels, self.n_way).to(train_feats.dtype)  # (n, N)
-            means = onehot.T @ train_feats / onehot.sum(0).clamp_min(1.0)[:, None]  # (N, F)
-            weight = weight + F.normalize(means, dim=-1)
-        return self.head_scale * feats @ weight.T + params["head.bias"]
+        return head_logits(params, feats, train_feats, train_labels, self.head, self.head_scale)
 
     def describe(self) -> dict[str, Any]:
         from liftpeft import __version__
@@ -270,13 +282,14 @@ class VisionTaskObjective:
     higher_is_better = True
     kind = "image"
 
-    def __init__(self, backbone: VisionBackbone, task: ImageTask, *, eval_batch_size: int = 64) -> None:
-        if len(task.classes) != backbone.n_way:
+    def __init__(self, backbone: Any, task: ImageTask, *, eval_batch_size: int = 64) -> None:
+        if len(task.classes) > backbone.n_way:
             raise ValueError(
                 f"task {task.name!r} has {len(task.classes)} classes but the head is {backbone.n_way}-way; "
-                "use one n_way for every task of a benchmark"
+                "make the head at least as wide as the task with the most classes (n_way)"
             )
         self.backbone, self.task, self.name = backbone, task, task.name
+        self.n_classes = len(task.classes)  # a task with fewer classes uses the head's first rows
         self.eval_batch_size = int(eval_batch_size)
         self._inputs: dict[str, torch.Tensor] = {}
 
@@ -294,20 +307,20 @@ class VisionTaskObjective:
     def _logits(
         self, theta: torch.Tensor, idx: torch.Tensor | None, split: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, N)`` and labels ``(B,)`` of examples ``idx`` of ``split`` at ``theta``."""
+        """Logits ``(B, C)`` and labels ``(B,)`` of examples ``idx`` of ``split`` at ``theta``."""
+        x, labels = self._split(split)
+        if idx is not None:
+            x, labels = x[idx.to(x.device)], labels[idx.to(labels.device)]
+        if self.backbone.head != "prototype":  # a linear head needs only the batch's features
+            logits = self.backbone.logits(theta, self.backbone.features(theta, x), None, None)
+            return logits[:, : self.n_classes], labels
         train_x, train_y = self._split("train")
         train_f = self.backbone.features(theta, train_x)
         if split == "train":
-            feats, labels = train_f, train_y
+            feats = train_f if idx is None else train_f[idx.to(train_f.device)]
         else:
-            x, labels = self._split(split)
-            if idx is not None:
-                x, labels = x[idx.to(x.device)], labels[idx.to(labels.device)]
-                idx = None
             feats = self.backbone.features(theta, x)
-        if idx is not None:
-            feats, labels = feats[idx.to(feats.device)], labels[idx.to(labels.device)]
-        return self.backbone.logits(theta, feats, train_f, train_y), labels
+        return self.backbone.logits(theta, feats, train_f, train_y)[:, : self.n_classes], labels
 
     def loss(
         self, theta: torch.Tensor, idx: torch.Tensor | None = None, split: str = "train"
@@ -325,7 +338,7 @@ class VisionTaskObjective:
             logp.append(torch.log_softmax(torch.cat([c[0] for c in chunks]), -1))
         mean_logp = torch.logsumexp(torch.stack(logp), 0) - math.log(len(logp))  # (n, N)
         labels = torch.as_tensor(self.task.split(split)[1], device=mean_logp.device)
-        return _metrics(mean_logp, labels, self.backbone.n_way)
+        return _metrics(mean_logp, labels, self.n_classes)
 
     @torch.no_grad()
     def linear_probe(self, l2: float = 1e-3, steps: int = 100) -> dict[str, float]:
@@ -349,7 +362,7 @@ class VisionTaskObjective:
         with torch.enable_grad():
             opt.step(closure)
         logits = self.backbone.head_scale * test_f @ weight.detach().T + bias.detach()
-        return _metrics(torch.log_softmax(logits, -1), test_y, self.backbone.n_way)
+        return _metrics(torch.log_softmax(logits[:, : self.n_classes], -1), test_y, self.n_classes)
 
 
 def _metrics(logp: torch.Tensor, labels: torch.Tensor, n_way: int) -> dict[str, float]:
