@@ -260,7 +260,9 @@ def adapt(args: argparse.Namespace) -> int:
     from liftpeft import api
 
     s = _settings(
-        args, ("prior", "task", "out", "model", "steps", "seed", "overwrite"), ("prior", "task", "out")
+        args,
+        ("prior", "task", "out", "model", "steps", "seed", "overwrite", "revision"),
+        ("prior", "task", "out"),
     )
     outcome = api.adapt(s.pop("prior"), s.pop("task"), s.pop("out"), quiet=args.quiet, **s)
     print(f"adapter written to {outcome.adapter_dir}")
@@ -285,8 +287,8 @@ def evaluate(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from liftpeft import api
 
-    s = _settings(args, ("path",), ("path",), positional=("path",))
-    details = api.info(s["path"])
+    s = _settings(args, ("path", "revision"), ("path",), positional=("path",))
+    details = api.info(s["path"], revision=s.get("revision"))
     if args.json:
         print(json.dumps(details, indent=2, sort_keys=True, default=str))
         return 0
@@ -294,6 +296,16 @@ def info(args: argparse.Namespace) -> int:
         if isinstance(value, dict) and key == "settings":
             value = ", ".join(f"{k}={v}" for k, v in sorted(value.items()) if not isinstance(v, (list, dict)))
         print(f"{key:>18}: {value}")
+    return 0
+
+
+def push_prior(args: argparse.Namespace) -> int:
+    from liftpeft import api
+
+    flags = ("path", "repo_id", "private", "revision", "create_pr", "commit_message", "base_model")
+    s = _settings(args, flags, ("path", "repo_id"), positional=("path", "repo_id"))
+    commit = api.push_prior(s.pop("path"), s.pop("repo_id"), **s)
+    print(f"prior pushed: {getattr(commit, 'commit_url', None) or commit}")
     return 0
 
 
