@@ -65,8 +65,8 @@ def resolve(
             f"{ref} is neither a directory nor a Hugging Face Hub repo id (owner/name); give the path "
             "of a prior directory or a repo id"
         )
-    from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hub_errors
+    from huggingface_hub import snapshot_download
 
     patterns = [f"{subfolder}/{p}" for p in allow_patterns] if subfolder else list(allow_patterns)
     try:
@@ -86,7 +86,9 @@ def resolve(
             "`hf auth login` or pass token=)"
         ) from None
     except hub_errors.RevisionNotFoundError:
-        raise HubError(f"Hub repo {ref!r} has no revision {revision!r}; give a branch, tag or commit") from None
+        raise HubError(
+            f"Hub repo {ref!r} has no revision {revision!r}; give a branch, tag or commit"
+        ) from None
     except hub_errors.LocalEntryNotFoundError:
         where = f"cache_dir {cache_dir}" if cache_dir else "the Hugging Face cache"
         raise HubError(
@@ -153,41 +155,58 @@ def commit_operations(folder: str | os.PathLike) -> list[Any]:
     ]
 
 
-def push_to_hub(
-    prior: LearnedPrior,
+def push_folder(
+    folder: str | os.PathLike,
     repo_id: str,
     *,
-    commit_message: str | None = None,
+    commit_message: str,
     private: bool | None = None,
     token: str | bool | None = None,
     revision: str | None = None,
     create_pr: bool = False,
-    base_model: str | None = None,
-    results: dict[str, Any] | None = None,
     api: Any = None,
 ) -> Any:
-    """Upload the prior and its card to ``repo_id`` in one commit; returns ``huggingface_hub``'s
-    ``CommitInfo``. The repo is created if missing (``private`` applies then), the branch
-    ``revision`` too."""
+    """Upload every file of ``folder`` (a prior, or an adapter ``liftpeft adapt`` wrote; hidden files
+    such as liftpeft's output marker skipped) to model repo ``repo_id`` in one commit; the repo is
+    created if missing (``private`` applies then), the branch ``revision`` too. Returns
+    ``huggingface_hub``'s ``CommitInfo``."""
     from huggingface_hub import HfApi
 
     if not is_repo_id(repo_id):
         raise HubError(f"{repo_id!r} is not a valid Hub repo id; use owner/name")
+    operations = commit_operations(folder)
+    if not operations:
+        raise HubError(f"{folder} holds no files to upload")
     api = api if api is not None else HfApi(token=token)
     repo = api.create_repo(repo_id, token=token, private=private, exist_ok=True)
     repo_id = getattr(repo, "repo_id", None) or repo_id
     if revision is not None:
         api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+    return api.create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message,
+        token=token,
+        revision=revision,
+        create_pr=create_pr,
+    )
+
+
+def push_to_hub(
+    prior: LearnedPrior,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    base_model: str | None = None,
+    results: dict[str, Any] | None = None,
+    **push: Any,
+) -> Any:
+    """Upload the prior and its card (``write``) to ``repo_id`` in one commit (``push_folder``)."""
+    if not is_repo_id(repo_id):
+        raise HubError(f"{repo_id!r} is not a valid Hub repo id; use owner/name")
+    message = commit_message or (
+        f"Upload LiFT prior (K={prior.n_components}, {prior.dim} adapter parameters) with liftpeft"
+    )
     with tempfile.TemporaryDirectory(prefix="liftpeft-push-") as tmp:
         write(prior, tmp, repo_id=repo_id, base_model=base_model, results=results)
-        message = commit_message or (
-            f"Upload LiFT prior (K={prior.n_components}, {prior.dim} adapter parameters) with liftpeft"
-        )
-        return api.create_commit(
-            repo_id,
-            commit_operations(tmp),
-            commit_message=message,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-        )
+        return push_folder(tmp, repo_id, commit_message=message, **push)

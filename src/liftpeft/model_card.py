@@ -79,9 +79,13 @@ def prior_card(
         },
     )
     where = repo_id or "path/to/this/prior"
-    base_text = f"`{base_id}`" if base_id else f"`{model_ref}` (a local model)" if model_ref else "its base model"
+    base_text = (
+        f"`{base_id}`" if base_id else f"`{model_ref}` (a local model)" if model_ref else "its base model"
+    )
     peft_text = ", ".join(
-        f"{k}={peft_config[k]}" for k in ("peft_type", "r", "lora_alpha", "target_modules") if k in peft_config
+        f"{k}={peft_config[k]}"
+        for k in ("peft_type", "r", "lora_alpha", "target_modules")
+        if k in peft_config
     )
     lines = [
         f"# LiFT prior over {peft_type} adapters of {base_text}",
@@ -121,7 +125,9 @@ def prior_card(
     lines += ["", f"## Fitted on {len(names)} tasks", ""]
     if names:
         shown = ", ".join(f"`{n}`" for n in names[:_MAX_TASKS_LISTED])
-        lines.append(shown + (f", and {len(names) - _MAX_TASKS_LISTED} more" if len(names) > _MAX_TASKS_LISTED else ""))
+        lines.append(
+            shown + (f", and {len(names) - _MAX_TASKS_LISTED} more" if len(names) > _MAX_TASKS_LISTED else "")
+        )
     else:
         lines.append("(no task names were recorded)")
     settings = {k: v for k, v in sorted((prior.config or {}).items()) if not isinstance(v, (list, dict))}
@@ -174,7 +180,9 @@ def _adapter_text(description: dict[str, Any], metadata: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def fix_adapter_card(folder: str | os.PathLike, model_ref: str, extra_tags: tuple[str, ...] = ("liftpeft",)) -> None:
+def fix_adapter_card(
+    folder: str | os.PathLike, model_ref: str, extra_tags: tuple[str, ...] = ("liftpeft",)
+) -> None:
     """After ``peft``'s ``save_pretrained`` updated the card: ``base_model`` and the
     ``base_model:adapter:`` tag name the model's Hub id (dropped for a plain local path, which the
     Hub would refuse), and liftpeft's tags are kept beside peft's."""

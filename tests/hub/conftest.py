@@ -58,3 +58,51 @@ def gpt2_backbone(tiny_models):
 @pytest.fixture(scope="session")
 def gpt2_prior(gpt2_backbone):
     return make_prior(gpt2_backbone)
+
+
+class FakeHub:
+    """Stands in for the Hub's write API (``HfApi.create_repo`` / ``create_branch`` / ``create_commit``):
+    records the calls and, given a ``cache_dir``, lays each commit out there as the Hub cache would
+    hold it after a download (the previous snapshot of the branch plus the added files)."""
+
+    def __init__(self, cache_dir: Path | None = None):
+        self.cache_dir = cache_dir
+        self.calls: list[tuple[str, dict]] = []
+        self.operations: list = []
+        self.uploaded: dict[str, bytes] = {}
+
+    def install(self, monkeypatch) -> FakeHub:
+        from huggingface_hub import HfApi
+
+        for name in ("create_repo", "create_branch", "create_commit"):
+            monkeypatch.setattr(HfApi, name, lambda api, *a, _n=name, **kw: getattr(self, _n)(*a, **kw))
+        return self
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("create_commit", {"repo_id": repo_id, **kwargs}))
+        self.operations = list(operations)
+        self.uploaded = {}
+        for op in self.operations:  # read now: the files may be temporary
+            with open(op.path_or_fileobj, "rb") as handle:
+                self.uploaded[op.path_in_repo] = handle.read()
+        commit = f"{len(self.calls):040x}"
+        if self.cache_dir is not None:
+            repo = Path(self.cache_dir) / ("models--" + repo_id.replace("/", "--"))
+            ref = repo / "refs" / (kwargs.get("revision") or "main")
+            snapshot = repo / "snapshots" / commit
+            if ref.is_file():
+                shutil.copytree(repo / "snapshots" / ref.read_text(), snapshot)
+            for path, data in self.uploaded.items():
+                (snapshot / path).parent.mkdir(parents=True, exist_ok=True)
+                (snapshot / path).write_bytes(data)
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(commit)
+        url = f"https://huggingface.co/{repo_id}/commit/{commit}"
+        return type("CommitInfo", (), {"commit_url": url, "oid": commit})()

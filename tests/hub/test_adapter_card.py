@@ -23,7 +23,9 @@ def test_an_adapter_of_a_hub_model_loads_from_the_hub_cache_offline(tiny_models,
     snapshot = lay_out_hub_cache(cache, "acme/tiny-gpt2", tiny_models["gpt2"], SHA_MODEL)
     backbone = PeftBackbone(snapshot)  # the base model as transformers sees a Hub model: a snapshot
     theta = backbone.theta0 + 0.1 * torch.randn(backbone.dim, generator=torch.Generator().manual_seed(0))
-    adapter = export_adapter(backbone, theta, tmp_path / "adapter", metadata={"method": "lift", "adapted_on": "t1"})
+    adapter = export_adapter(
+        backbone, theta, tmp_path / "adapter", metadata={"method": "lift", "adapted_on": "t1"}
+    )
 
     card = ModelCard.load(adapter / "README.md")
     assert card.data.library_name == "peft"

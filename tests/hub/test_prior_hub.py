@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub import CommitOperationAdd, ModelCard
 
 from liftpeft import hub
 from liftpeft.cli.main import main
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.outputs import OutputError
-from tests.hub.conftest import lay_out_hub_cache, make_prior
+from tests.hub.conftest import FakeHub, lay_out_hub_cache, make_prior
 
 SHA1 = "1" * 40
 SHA2 = "2" * 40
@@ -26,7 +26,9 @@ def _same(a: LearnedPrior, b: LearnedPrior) -> None:
 
 def test_save_pretrained_writes_the_prior_format_and_a_model_card(gpt2_prior, tmp_path):
     out = gpt2_prior.save_pretrained(
-        tmp_path / "p", base_model="owner/tiny-gpt2", results={"lift": {"accuracy": 0.61}, "no-meta": {"accuracy": 0.55}}
+        tmp_path / "p",
+        base_model="owner/tiny-gpt2",
+        results={"lift": {"accuracy": 0.61}, "no-meta": {"accuracy": 0.55}},
     )
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "README.md",
@@ -91,7 +93,9 @@ def test_from_pretrained_reads_the_hub_cache_offline(gpt2_prior, tmp_path, monke
     newer = make_prior_like(gpt2_prior, seed=1)
     newer.siblings = {1: make_prior_like(gpt2_prior, seed=2)}
     cache = tmp_path / "cache"
-    lay_out_hub_cache(cache, "acme/lift-prior", gpt2_prior.save_pretrained(tmp_path / "v1"), SHA1, refs=("v1",))
+    lay_out_hub_cache(
+        cache, "acme/lift-prior", gpt2_prior.save_pretrained(tmp_path / "v1"), SHA1, refs=("v1",)
+    )
     lay_out_hub_cache(cache, "acme/lift-prior", newer.save_pretrained(tmp_path / "v2"), SHA2, refs=("main",))
     latest = LearnedPrior.from_pretrained("acme/lift-prior", cache_dir=cache)
     _same(latest, newer)
@@ -111,42 +115,15 @@ def test_from_pretrained_subfolder(gpt2_prior, tmp_path, monkeypatch):
 
 
 def test_from_pretrained_says_what_to_do(tmp_path, monkeypatch):
-    with pytest.raises(hub.HubError, match="not in cache_dir .* download it once online"):
+    with pytest.raises(hub.HubError, match=r"not in cache_dir .* download it once online"):
         LearnedPrior.from_pretrained("acme/absent", cache_dir=tmp_path)
     with pytest.raises(hub.HubError, match="neither a directory nor a Hugging Face Hub repo id"):
         LearnedPrior.from_pretrained(str(tmp_path / "no" / "such" / "dir"))
 
 
-class _FakeApi:
-    """Records what push_to_hub asks of the Hub (no network)."""
-
-    def __init__(self):
-        self.calls: list[tuple[str, dict]] = []
-        self.operations: list[CommitOperationAdd] = []
-        self.uploaded: dict[str, bytes] = {}
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
-        return type("RepoUrl", (), {"repo_id": repo_id})()
-
-    def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        self.calls.append(("create_commit", {"repo_id": repo_id, **kwargs}))
-        self.operations = list(operations)
-        for op in self.operations:  # read now: the files are temporary
-            with open(op.path_or_fileobj, "rb") as handle:
-                self.uploaded[op.path_in_repo] = handle.read()
-        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/{SHA1}"})()
-
-
 @pytest.fixture
 def fake_hub(monkeypatch):
-    fake = _FakeApi()
-    for name in ("create_repo", "create_branch", "create_commit"):
-        monkeypatch.setattr(HfApi, name, lambda self, *a, _n=name, **kw: getattr(fake, _n)(*a, **kw))
-    return fake
+    return FakeHub().install(monkeypatch)
 
 
 def test_push_to_hub_builds_one_commit_of_the_prior_files(gpt2_prior, fake_hub, tmp_path):
@@ -173,7 +150,7 @@ def test_push_to_hub_builds_one_commit_of_the_prior_files(gpt2_prior, fake_hub, 
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_bytes(data)
     _same(LearnedPrior.from_pretrained(repo), prior)
-    assert "LearnedPrior.from_pretrained(\"acme/lift-prior\")" in fake_hub.uploaded["README.md"].decode()
+    assert 'LearnedPrior.from_pretrained("acme/lift-prior")' in fake_hub.uploaded["README.md"].decode()
 
 
 def test_push_to_hub_refuses_a_bad_repo_id(gpt2_prior, fake_hub):
@@ -192,7 +169,9 @@ def test_cli_info_adapt_and_push_prior_take_hub_ids(gpt2_prior, rule_tasks, tmp_
 
     assert main(["info", "acme/lift-prior", "--json"]) == 0
     details = json.loads(capsys.readouterr().out)
-    assert details["kind"] == "prior" and details["k"] == 2 and details["adapter_parameters"] == gpt2_prior.dim
+    assert (
+        details["kind"] == "prior" and details["k"] == 2 and details["adapter_parameters"] == gpt2_prior.dim
+    )
 
     task = sorted((rule_tasks / "test").iterdir())[0]
     argv = ["adapt", "--prior", "acme/lift-prior", "--task", str(task), "--out", str(tmp_path / "adapter")]
@@ -200,13 +179,15 @@ def test_cli_info_adapt_and_push_prior_take_hub_ids(gpt2_prior, rule_tasks, tmp_
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     capsys.readouterr()
 
-    fake = _FakeApi()
-    for name in ("create_repo", "create_branch", "create_commit"):
-        monkeypatch.setattr(HfApi, name, lambda self, *a, _n=name, **kw: getattr(fake, _n)(*a, **kw))
+    fake = FakeHub().install(monkeypatch)
     assert main(["push-prior", str(local), "acme/pushed", "--private"]) == 0
     assert "prior pushed: https://huggingface.co/acme/pushed/commit/" in capsys.readouterr().out
     assert fake.calls[0][1]["private"] is True
-    assert sorted(op.path_in_repo for op in fake.operations) == ["README.md", "prior.json", "prior.safetensors"]
+    assert sorted(op.path_in_repo for op in fake.operations) == [
+        "README.md",
+        "prior.json",
+        "prior.safetensors",
+    ]
 
     assert main(["info", "acme/absent"]) == 1
     assert "download it once online" in capsys.readouterr().err

@@ -68,7 +68,7 @@ def test_init_adapter_writes_the_chosen_mean(gpt2_backbone):
     assert torch.equal(theta, prior.means[int(prior.weights.argmax())])
     assert prior.init_adapter(model, component=0) == 0
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in _adapter(model, prior)]), prior.means[0])
-    with pytest.raises(ValueError, match="component must be in 0..1"):
+    with pytest.raises(ValueError, match=r"component must be in 0\.\.1"):
         prior.init_adapter(model, component=2)
 
 

@@ -14,7 +14,16 @@ from liftpeft.peft_integration.prior_trainer import (
 )
 from tests.hub.conftest import make_prior
 
-TEXTS = ["abab abab", "cdcd cdcd", "abcd abcd", "dcba dcba", "aaaa bbbb", "cccc dddd", "abba abba", "cddc cddc"]
+TEXTS = [
+    "abab abab",
+    "cdcd cdcd",
+    "abcd abcd",
+    "dcba dcba",
+    "aaaa bbbb",
+    "cccc dddd",
+    "abba abba",
+    "cddc cddc",
+]
 
 
 def _args(tmp_path, **kw):
@@ -49,7 +58,7 @@ def _zero_data_loss(outputs, labels, num_items_in_batch=None):
 
 
 def test_the_trainers_gradient_is_the_priors_log_density_gradient(gpt2_backbone, lm_data, tmp_path):
-    tok, train, collator = lm_data
+    _tok, train, collator = lm_data
     prior = make_prior(gpt2_backbone, k=2, variance=1e-3, beta=0.02)
     model = prior_peft_model(prior)
     trainer = PriorTrainer(
@@ -62,7 +71,7 @@ def test_the_trainers_gradient_is_the_priors_log_density_gradient(gpt2_backbone,
         prior_config=PriorTrainingConfig(init_from_prior=False, tau=2.0),
     )
     with torch.no_grad():  # away from the means, so the gradient is not ~0
-        for n, p in model.named_parameters():
+        for _n, p in model.named_parameters():
             if p.requires_grad:
                 p.add_(0.02 * torch.randn_like(p))
     batch = collator(train[:4])
@@ -79,7 +88,7 @@ def test_the_trainers_gradient_is_the_priors_log_density_gradient(gpt2_backbone,
 
 
 def test_with_no_data_map_moves_the_adapter_to_the_prior_mean(gpt2_backbone, lm_data, tmp_path):
-    tok, train, collator = lm_data
+    _tok, train, collator = lm_data
     prior = make_prior(gpt2_backbone, k=1, variance=1e-3, beta=0.02)
     model = prior_peft_model(prior)  # at the prior's mean, then moved away from it
     with torch.no_grad():
@@ -104,7 +113,7 @@ def test_with_no_data_map_moves_the_adapter_to_the_prior_mean(gpt2_backbone, lm_
 
 
 def test_map_lowers_the_data_loss_plus_the_weighted_prior(gpt2_backbone, lm_data, tmp_path):
-    tok, train, collator = lm_data
+    _tok, train, collator = lm_data
     prior = make_prior(gpt2_backbone, k=2, variance=0.5, beta=0.5)  # wide enough for the data to move it
     model = prior_peft_model(prior)
     batch = collator(train)
@@ -116,8 +125,11 @@ def test_map_lowers_the_data_loss_plus_the_weighted_prior(gpt2_backbone, lm_data
         return float(data) + float(prior.penalty(model, scale=1 / len(train)).detach())
 
     trainer = PriorTrainer(
-        model=model, args=_args(tmp_path, max_steps=15, learning_rate=3e-2, per_device_train_batch_size=8),
-        train_dataset=train, data_collator=collator, prior=prior,
+        model=model,
+        args=_args(tmp_path, max_steps=15, learning_rate=3e-2, per_device_train_batch_size=8),
+        train_dataset=train,
+        data_collator=collator,
+        prior=prior,
     )
     before = objective()
     trainer.train()
@@ -127,11 +139,13 @@ def test_map_lowers_the_data_loss_plus_the_weighted_prior(gpt2_backbone, lm_data
 
 
 def _sgld_run(prior, lm_data, tmp_path, seed: int):
-    tok, train, collator = lm_data
+    _tok, train, collator = lm_data
     model = prior_peft_model(prior)
     trainer = PriorTrainer(
         model=model,
-        args=_args(tmp_path, max_steps=4, learning_rate=1e-3, max_grad_norm=0.0, lr_scheduler_type="constant"),
+        args=_args(
+            tmp_path, max_steps=4, learning_rate=1e-3, max_grad_norm=0.0, lr_scheduler_type="constant"
+        ),
         train_dataset=train,
         data_collator=collator,
         compute_loss_func=_zero_data_loss,
@@ -149,7 +163,12 @@ def test_sgld_adds_the_stated_noise_with_a_fixed_seed(gpt2_backbone, lm_data, tm
     _, b, _ = _sgld_run(prior, lm_data, tmp_path, seed=3)
     _, c, _ = _sgld_run(prior, lm_data, tmp_path, seed=4)
     assert torch.equal(a, b) and not torch.equal(a, c)  # the noise is the seed's
-    assert type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__ == "LangevinSGD"
+    assert (
+        type(
+            trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+        ).__name__
+        == "LangevinSGD"
+    )
     # replay the chain by hand: theta <- theta - lr (tau/n) grad(-log p) + sqrt(2 lr T tau / n) z
     lr, weight = 1e-3, 1 / 8
     mp = prior.mixture_prior()
@@ -165,18 +184,33 @@ def test_sgld_adds_the_stated_noise_with_a_fixed_seed(gpt2_backbone, lm_data, tm
 
 
 def test_sgld_refuses_clipping_weight_decay_and_an_unstable_step(gpt2_backbone, lm_data, tmp_path):
-    tok, train, collator = lm_data
+    _tok, train, _collator = lm_data
     prior = make_prior(gpt2_backbone, k=1)
     sgld = PriorTrainingConfig(mode="sgld")
     with pytest.raises(ValueError, match="max_grad_norm=0"):
-        PriorTrainer(model=prior_peft_model(prior), args=_args(tmp_path), train_dataset=train, prior=prior,
-                     prior_config=sgld)
+        PriorTrainer(
+            model=prior_peft_model(prior),
+            args=_args(tmp_path),
+            train_dataset=train,
+            prior=prior,
+            prior_config=sgld,
+        )
     with pytest.raises(ValueError, match="weight_decay=0"):
-        PriorTrainer(model=prior_peft_model(prior), args=_args(tmp_path, max_grad_norm=0.0, weight_decay=0.1),
-                     train_dataset=train, prior=prior, prior_config=sgld)
+        PriorTrainer(
+            model=prior_peft_model(prior),
+            args=_args(tmp_path, max_grad_norm=0.0, weight_decay=0.1),
+            train_dataset=train,
+            prior=prior,
+            prior_config=sgld,
+        )
     with pytest.raises(ValueError, match="Lower learning_rate below"):
-        PriorTrainer(model=prior_peft_model(prior), args=_args(tmp_path, max_grad_norm=0.0, learning_rate=10.0),
-                     train_dataset=train, prior=prior, prior_config=sgld)
+        PriorTrainer(
+            model=prior_peft_model(prior),
+            args=_args(tmp_path, max_grad_norm=0.0, learning_rate=10.0),
+            train_dataset=train,
+            prior=prior,
+            prior_config=sgld,
+        )
     with pytest.raises(ValueError, match="mode must be one of"):
         PriorTrainingConfig(mode="adam")
 
@@ -185,7 +219,7 @@ def test_a_model_without_the_priors_adapter_is_refused(gpt2_backbone, lm_data, t
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    tok, train, collator = lm_data
+    _tok, train, _collator = lm_data
     prior = make_prior(gpt2_backbone)
     other = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]), LoraConfig(r=2, target_modules=["c_proj"])
@@ -205,12 +239,24 @@ def test_the_mixin_composes_with_trls_sft_trainer(gpt2_backbone, tiny_models, tm
     model = prior_peft_model(prior)
     tok = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
     config = trl.SFTConfig(
-        output_dir=str(tmp_path / "sft"), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-2,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, max_length=32, disable_tqdm=True,
+        output_dir=str(tmp_path / "sft"),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        max_length=32,
+        disable_tqdm=True,
     )
     trainer = PriorSFTTrainer(
-        model=model, args=config, train_dataset=datasets.Dataset.from_dict({"text": TEXTS}),
-        processing_class=tok, prior=prior, prior_config=PriorTrainingConfig(n_examples=len(TEXTS)),
+        model=model,
+        args=config,
+        train_dataset=datasets.Dataset.from_dict({"text": TEXTS}),
+        processing_class=tok,
+        prior=prior,
+        prior_config=PriorTrainingConfig(n_examples=len(TEXTS)),
     )
     start = _theta(model, prior).clone()
     assert torch.equal(start, prior.means[int(prior.weights.argmax())])

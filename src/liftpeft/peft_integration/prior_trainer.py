@@ -72,7 +72,9 @@ class PriorTrainerMixin:
         prior_config: a ``PriorTrainingConfig`` (or a dict of its fields); default MAP.
     """
 
-    def __init__(self, *args: Any, prior: LearnedPrior | str | os.PathLike, prior_config: Any = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, prior: LearnedPrior | str | os.PathLike, prior_config: Any = None, **kwargs: Any
+    ):
         if not isinstance(prior, LearnedPrior):
             prior = LearnedPrior.from_pretrained(prior)
         config = prior_config if prior_config is not None else PriorTrainingConfig()
@@ -105,9 +107,13 @@ class PriorTrainerMixin:
         if self.optimizer is not None:
             raise ValueError("mode='sgld' brings its own optimiser (LangevinSGD); do not pass optimizers=")
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
-            raise ValueError("mode='sgld' needs unclipped gradients; set max_grad_norm=0 in the TrainingArguments")
+            raise ValueError(
+                "mode='sgld' needs unclipped gradients; set max_grad_norm=0 in the TrainingArguments"
+            )
         if self.args.weight_decay:
-            raise ValueError("mode='sgld' samples the prior's posterior; set weight_decay=0 in the TrainingArguments")
+            raise ValueError(
+                "mode='sgld' samples the prior's posterior; set weight_decay=0 in the TrainingArguments"
+            )
         n_eff = self.prior_weight**-1
         curvature = self.prior_penalty.prior.curvature
         check_step_size(
@@ -132,14 +138,17 @@ class PriorTrainerMixin:
 
     def training_step(self, model: torch.nn.Module, inputs: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         loss = super().training_step(model, inputs, *args, **kwargs)
-        steps = getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
+        steps = (
+            getattr(self, "current_gradient_accumulation_steps", None)
+            or self.args.gradient_accumulation_steps
+        )
         penalty = self.prior_penalty(model)  # -log p(theta)
         self.accelerator.backward(penalty * (self.prior_weight / steps))
         self._prior_nll.append(float(penalty.detach()))
         return loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        if self._prior_nll and "loss" in logs:
+        if self._prior_nll and ("loss" in logs or "train_loss" in logs):  # a training log, not eval
             logs["prior_nll"] = sum(self._prior_nll) / len(self._prior_nll)
             self._prior_nll.clear()
         super().log(logs, *args, **kwargs)
