@@ -61,6 +61,8 @@ def test_hub_page_runs(workspace, one_thread):
     assert (work / "adapter" / "adapter_model.safetensors").is_file()
     pushed = [c[1]["repo_id"] for c in fake.calls if c[0] == "create_commit"]
     assert pushed == ["acme/lift-prior", "acme/lift-prior-copy", "acme/my-task-adapter"]
+    adapter_files = sorted(op.path_in_repo for op in fake.operations)  # the last commit: the adapter
+    assert adapter_files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "liftpeft.json"]
     from peft import PeftModel
 
     assert isinstance(ns["model"], PeftModel)  # the pushed adapter, loaded back by its repo id
