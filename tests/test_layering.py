@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "zoo_prior": 1,
     "hub": 1,  # priors on the Hugging Face Hub (huggingface_hub, not transformers / peft)
     "model_card": 1,
+    "scale": 1,  # sharded sampling over torch.distributed: core maths plus files and ranks
     "": 1,  # the package itself (liftpeft/__init__.py)
     "tasks": 2,
     "data": 2,

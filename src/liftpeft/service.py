@@ -36,7 +36,8 @@ from liftpeft.learned_prior import META_FILE, LearnedPrior
 from liftpeft.methods.base import MetaProblem, RunContext, available_methods, build_method
 from liftpeft.methods.state_io import load_state, save_state
 from liftpeft.objective import TaskObjective
-from liftpeft.outputs import claim_output
+from liftpeft.outputs import OutputError, claim_output
+from liftpeft.scale.comm import from_environment
 
 ARTEFACT_FILE = "method.json"
 ARTEFACT_FORMAT = "liftpeft-meta-trained"
@@ -112,17 +113,33 @@ def meta_train(
     method = build_method(name, **settings)
     info = available_methods()[name]
     resolved = settings_of(method)
-    target = claim_output(out, "prior", overwrite=overwrite, resume=resume, can_resume=True)
+    comm = from_environment()  # torchrun: rank 0 owns the output directory, every rank trains
+    if comm.world_size > 1 and not info.shards_tasks:
+        raise ValueError(
+            f"method {name!r} does not run on several ranks (only {sorted(m for m, i in available_methods().items() if i.shards_tasks)} "
+            "do); launch it without torchrun"
+        )
+    target, refused = None, 0
+    if comm.rank == 0:
+        try:
+            target = claim_output(out, "prior", overwrite=overwrite, resume=resume, can_resume=True)
+        except OutputError:
+            refused = 1
+            if comm.world_size == 1:
+                raise
+    if comm.all_reduce_max(refused):
+        if comm.rank == 0:
+            raise OutputError(f"--out {out} was refused (see the message above); nothing was written")
+        raise OutputError("rank 0 refused the output directory (its message says why); nothing was written")
+    path = target.path if target is not None else Path(out)
     if resume:
-        done = _load_if_same(target.path, name, resolved, seed)
-        if done is not None:
-            return done
+        done = _load_if_same(path, name, resolved, seed) if comm.rank == 0 else None
+        if comm.all_reduce_max(int(done is not None)):
+            return done if done is not None else load(path, name)
     torch.manual_seed(seed)
     start = time.perf_counter()
     if info.resumable_mid_run:
-        run = RunContext(
-            target.path / RUN_DIR, resume=resume, checkpoint_every=checkpoint_every, on_log=on_log
-        )
+        run = RunContext(path / RUN_DIR, resume=resume, checkpoint_every=checkpoint_every, on_log=on_log)
         state = method.meta_train(problem, seed, run=run)
     else:
         state = method.meta_train(problem, seed)
@@ -135,8 +152,10 @@ def meta_train(
         seconds=seconds,
         backbone=dict(problem.description),
         backbone_settings=dict(backbone_settings or {}),
-        path=target.path,
+        path=path,
     )
+    if target is None:  # ranks other than 0: rank 0 publishes the artefact
+        return result
     with target.build() as tmp:
         save_state(tmp, state)
         atomic_write_json(tmp / ARTEFACT_FILE, _artefact_record(result, extra))

@@ -204,6 +204,7 @@ def data(args: argparse.Namespace) -> int:
 
 def meta_train(args: argparse.Namespace) -> int:
     from liftpeft import api
+    from liftpeft.scale.comm import is_main_process
 
     s = _settings(
         args,
@@ -224,6 +225,8 @@ def meta_train(args: argparse.Namespace) -> int:
     )
     model, tasks, out = s.pop("model"), s.pop("tasks"), s.pop("out")
     trained = api.meta_train(model, tasks, out, quiet=args.quiet, **s)
+    if not is_main_process():  # torchrun: rank 0 reports
+        return 0
     print(
         f"{trained.method} meta-trained in {trained.seconds:.1f} s; {_state_summary(trained.state)}saved to {out}"
     )

@@ -110,6 +110,7 @@ class MethodInfo:
     resumable_mid_run: bool = False
     variants: Any = None
     cost: CostSpec | None = None
+    shards_tasks: bool = False
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -127,6 +128,7 @@ def register(
     resumable_mid_run: bool = False,
     variants: Any = None,
     cost: CostSpec | None = None,
+    shards_tasks: bool = False,
 ):
     """Class decorator adding a method to the registry (``liftpeft methods`` lists them).
 
@@ -140,6 +142,8 @@ def register(
     * ``budget_field``: the setting counting meta-training iterations (``None``: nothing iterates);
     * ``resumable_mid_run``: ``meta_train`` takes ``run: RunContext`` and continues a killed run
       from its last checkpoint (otherwise it restarts, deterministically, from scratch);
+    * ``shards_tasks``: ``meta_train`` runs data-parallel over tasks when launched by torchrun
+      (``liftpeft.scale``); other methods refuse to run on several ranks;
     * ``cost``: how ``bench.cost`` times an iteration (default: ``DEFAULT_COSTS[budget_field]``);
     * ``variants``: an object with ``names(config) -> [suffix]``, ``states(state) -> {suffix: state}``
       and ``row_settings(state) -> dict``: extra results of one meta-training (LiFT's ``extra_k``).
@@ -165,6 +169,7 @@ def register(
             resumable_mid_run,
             variants,
             cost if cost is not None else DEFAULT_COSTS.get(budget_field or ""),
+            shards_tasks,
         )
         cls.name = name
         return cls

@@ -11,9 +11,11 @@ from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem, RunContext, register
 from liftpeft.methods.lift.adapt import adapt_to_task
 from liftpeft.methods.lift.config import LIFT_TEST_TIME, LiftConfig
+from liftpeft.methods.lift.sharded import ShardedLiftTrainer
 from liftpeft.methods.lift.trainer import LiftTrainer, MetaTrainingError
 from liftpeft.methods.lift.variants import LIFT_VARIANTS
 from liftpeft.objective import TaskObjective
+from liftpeft.scale.comm import from_environment
 
 
 @register(
@@ -26,6 +28,7 @@ from liftpeft.objective import TaskObjective
     budget_field="steps",
     resumable_mid_run=True,
     variants=LIFT_VARIANTS,
+    shards_tasks=True,
 )
 class Lift:
     """LiFT as a method: ``meta_train`` returns a ``LearnedPrior``, ``adapt`` returns samples ``(M, d)``."""
@@ -51,6 +54,12 @@ class Lift:
             workdir, resume, on_log = run.workdir, run.resume and run.workdir is not None, run.on_log
             if run.checkpoint_every is not None:
                 config = dataclasses.replace(config, checkpoint_every=run.checkpoint_every)
+        comm = from_environment()
+        if comm.world_size > 1 or config.task_bank == "file":
+            trainer = ShardedLiftTrainer(
+                problem, config, seed=seed, workdir=workdir, comm=comm, on_log=on_log
+            )
+            return trainer.run(resume=resume)
         return LiftTrainer(problem, config, seed=seed, workdir=workdir, on_log=on_log).run(resume=resume)
 
     def adapt(self, state: LearnedPrior, task: TaskObjective, seed: int) -> torch.Tensor:
@@ -59,4 +68,12 @@ class Lift:
         return result.samples
 
 
-__all__ = ["LearnedPrior", "Lift", "LiftConfig", "LiftTrainer", "MetaTrainingError", "adapt_to_task"]
+__all__ = [
+    "LearnedPrior",
+    "Lift",
+    "LiftConfig",
+    "LiftTrainer",
+    "MetaTrainingError",
+    "ShardedLiftTrainer",
+    "adapt_to_task",
+]

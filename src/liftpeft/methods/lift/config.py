@@ -21,6 +21,9 @@ LIFT_TEST_TIME = (
 )
 
 
+TASK_BANKS = ("memory", "file")
+
+
 @dataclass
 class LiftConfig:
     """Settings of LiFT meta-training and test-time adaptation.
@@ -61,6 +64,13 @@ class LiftConfig:
         default=None, metadata={"help": "samples buffered to initialise the mixture"}
     )
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints"})
+    task_bank: str = field(
+        default="memory",
+        metadata={
+            "help": "memory | file: where a sharded run (torchrun) keeps the task adapters; file pages them "
+            "in from a .npy bank per rank, so memory stays independent of the number of tasks"
+        },
+    )
     log_every: int = field(default=50, metadata={"help": "steps between metrics-log lines"})
     adapt_steps: int = field(default=100, metadata={"help": "test-time adaptation steps"})
     adapt_step_size: float | None = field(default=None, metadata={"help": "defaults to step_size"})
@@ -95,6 +105,8 @@ class LiftConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.task_bank not in TASK_BANKS:
+            raise ValueError(f"task_bank must be one of {TASK_BANKS}, got {self.task_bank!r}")
         if self.k < 1 or any(k < 1 for k in self.extra_k):
             raise ValueError(f"k and extra_k must be >= 1, got k={self.k}, extra_k={self.extra_k}")
         self.extra_k = sorted({int(k) for k in self.extra_k} - {self.k})

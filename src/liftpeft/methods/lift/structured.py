@@ -6,15 +6,18 @@ problem (the adapter's tensors give the spread's blocks) and to the saved ``Lear
 
 from __future__ import annotations
 
+from typing import Any
+
 from liftpeft.core.structured import StructuredGibbs, StructuredHierarchy
 from liftpeft.learned_prior import LearnedPrior, adapter_blocks, structure_record
 from liftpeft.methods.base import MetaProblem
 from liftpeft.methods.lift.config import LiftConfig
 
 
-def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> StructuredGibbs:
+def build_model(problem: MetaProblem, config: LiftConfig) -> StructuredHierarchy:
+    """The structured hierarchy of ``config`` over ``problem``'s adapter (the spread's blocks)."""
     blocks, _ = adapter_blocks(config.spread, problem.description, problem.dim)
-    model = StructuredHierarchy(
+    return StructuredHierarchy(
         config.sigma,
         config.beta,
         problem.theta0.float(),
@@ -25,8 +28,11 @@ def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> Struct
         dof=config.tail_dof,
         spread_a0=config.spread_a0,
     )
+
+
+def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> StructuredGibbs:
     return StructuredGibbs(
-        model,
+        build_model(problem, config),
         len(problem.train),
         config.step_size,
         temperature=config.temperature,
@@ -36,13 +42,16 @@ def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> Struct
 
 
 def structured_prior(
-    sampler: StructuredGibbs,
+    sampler: Any,
     problem: MetaProblem,
     config: LiftConfig,
     seed: int,
     trace: dict[str, list[float]],
 ) -> LearnedPrior:
-    """The learned prior: the clusters' centres and weights, the learned spread, the tails."""
+    """The learned prior: the clusters' centres and weights, the learned spread, the tails.
+
+    ``sampler``: a ``StructuredGibbs``, or a sharded one (``scale.ShardedGibbs``: every rank calls this,
+    since its summary gathers the per-task terms from all ranks)."""
     post = sampler.summary()
     task_names = [t.name for t in problem.train]
     _, block_names = adapter_blocks(config.spread, problem.description, problem.dim)

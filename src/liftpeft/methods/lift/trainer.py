@@ -54,6 +54,30 @@ def _same_run(fingerprint: dict[str, Any]) -> dict[str, Any]:
     return {**fingerprint, "config": config}
 
 
+def mixture_prior(
+    mixture: OnlineGaussianMixture,
+    problem: MetaProblem,
+    config: LiftConfig,
+    k: int,
+    seed: int,
+    trace: dict[str, list[float]],
+) -> LearnedPrior:
+    """The paper's learned prior: the ``k``-component mixture fitted to the chain's phi samples."""
+    if not mixture.is_fitted:
+        mixture.initialize()
+    cfg = {**config.to_dict(), "k": k, "extra_k": [], "seed": seed}
+    return LearnedPrior.from_mixture(
+        mixture,
+        problem.theta0,
+        beta=config.beta,
+        sigma=config.sigma,
+        backbone=problem.description,
+        config=cfg,
+        task_names=[t.name for t in problem.train],
+        trace=trace,
+    )
+
+
 class MetaTrainingError(RuntimeError):
     """Meta-training stopped; the message names the task and step and where the last checkpoint is."""
 
@@ -298,20 +322,7 @@ class LiftTrainer:
 
     def _prior(self, k: int) -> LearnedPrior:
         """The learned prior with ``k`` components (``config.k`` or one of ``extra_k``)."""
-        mixture = self.mixtures[k]
-        if not mixture.is_fitted:
-            mixture.initialize()
-        cfg = {**self.config.to_dict(), "k": k, "extra_k": [], "seed": self.seed}
-        return LearnedPrior.from_mixture(
-            mixture,
-            self.problem.theta0,
-            beta=self.config.beta,
-            sigma=self.config.sigma,
-            backbone=self.problem.description,
-            config=cfg,
-            task_names=[t.name for t in self.problem.train],
-            trace=self.trace,
-        )
+        return mixture_prior(self.mixtures[k], self.problem, self.config, k, self.seed, self.trace)
 
     def _resume(self) -> None:
         if self.workdir is None:

@@ -1,0 +1,232 @@
+"""SGLD-Gibbs data-parallel over tasks: each rank owns a shard of the tasks and their adapters.
+
+Task ``i`` belongs to rank ``i % W`` and sits in row ``i // W`` of that rank's ``TaskBank``. Every rank
+calls ``step(tasks, grad_fn)`` with the same list of tasks for the step (a shared schedule); each
+updates the tasks it owns by SGLD, computes its change of the latent's sufficient statistics, and the
+ranks all-reduce those changes (one float64 vector of O(K d) per step, independent of N). Every rank
+then draws the shared latent from the same generator: the same ``phi`` everywhere, no broadcast.
+
+Noise and minibatches are keyed by ``(seed, step, task)`` (``keys``), so the chain does not depend on
+the number of ranks: W processes and one process given the same schedule take the same steps. With
+two ranks and at most one visited task per rank per step the sums are the same floating-point
+additions as in one process, so the runs agree bit for bit; with more terms they agree up to the
+float64 reduction order (~1e-16 relative on the statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from liftpeft.core.sgld import PSGLDState, check_step_size, langevin_kernel, recommended_step_size
+from liftpeft.scale import keys
+from liftpeft.scale.bank import TaskBank
+from liftpeft.scale.comm import Communicator, LocalCommunicator
+from liftpeft.scale.latent import LogLikFn, PaperLatent, StructuredLatent
+
+Latent = PaperLatent | StructuredLatent
+TaskGradFn = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+def owner_of(task: int, world_size: int) -> int:
+    return task % world_size
+
+
+def shard_of(rank: int, n_tasks: int, world_size: int) -> list[int]:
+    """The global ids of the tasks rank ``rank`` owns (row ``j`` holds task ``rank + j W``)."""
+    return list(range(rank, n_tasks, world_size))
+
+
+def random_schedule(seed: int, n_tasks: int, world_size: int, per_rank: int, step: int) -> list[int]:
+    """``per_rank`` distinct tasks of every rank's shard for ``step`` (the same list on every rank).
+
+    O(W per_rank) per step, whatever N: a few draws with rejection of repeats, no permutation of N.
+    """
+    out: list[int] = []
+    for rank in range(world_size):
+        size = len(range(rank, n_tasks, world_size))
+        k = min(per_rank, size)
+        gen = keys.generator(seed, keys.SCHEDULE, step, rank)
+        rows: list[int] = []
+        while len(rows) < k:
+            r = int(torch.randint(size, (1,), generator=gen))
+            if r not in rows:
+                rows.append(r)
+        out.extend(rank + r * world_size for r in rows)
+    return out
+
+
+class ShardedGibbs:
+    """The sharded sampler over offsets ``u_i = theta_i - center`` (see the module docstring).
+
+    Args:
+        latent: ``PaperLatent`` or ``StructuredLatent`` (the shared part and its statistics).
+        n_tasks, dim: all tasks of the run (every rank), adapter dimension.
+        center: ``(d,)`` prior centre ``c`` (the PEFT initialisation).
+        step_size, temperature, preconditioner: the task adapters' SGLD kernel.
+        seed: keys every draw (noise, schedule, shared latent).
+        comm: the ranks (default: one process).
+        bank_path: this rank's bank folder (``None``: in memory).
+    """
+
+    def __init__(
+        self,
+        latent: Latent,
+        n_tasks: int,
+        dim: int,
+        center: torch.Tensor,
+        step_size: float,
+        temperature: float = 1.0,
+        seed: int = 0,
+        comm: Communicator | None = None,
+        *,
+        preconditioner: str | None = None,
+        rmsprop_alpha: float = 0.99,
+        rmsprop_eps: float = 1e-5,
+        bank_path: Any = None,
+        theta_curvature: float | None = None,
+    ) -> None:
+        if not (temperature >= 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
+        self.latent, self.n_tasks, self.dim = latent, int(n_tasks), int(dim)
+        self.center = center.detach().float().reshape(dim).clone()
+        self.step_size, self.temperature, self.seed = float(step_size), float(temperature), int(seed)
+        self.comm = comm or LocalCommunicator()
+        self.rank, self.world_size = self.comm.rank, self.comm.world_size
+        if preconditioner is None and theta_curvature is not None:
+            check_step_size(
+                step_size,
+                theta_curvature,
+                f"the task adapters (the task prior has curvature {theta_curvature:g})",
+                f"Lower step_size below {recommended_step_size(theta_curvature):.3g} or use preconditioner='rmsprop'.",
+            )
+        self.preconditioner = preconditioner
+        self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
+        self.tasks = shard_of(self.rank, self.n_tasks, self.world_size)
+        fields = ("theta", "theta_sq") if preconditioner else ("theta",)
+        self.bank = TaskBank(len(self.tasks), dim, fields, path=bank_path)
+        self.visits = torch.zeros(len(self.tasks), 1, dtype=torch.long)
+        self.step_count = 0
+        self.latent.set_stats(self.comm.all_reduce_sum(self.latent.start(self.tasks)))
+        self.latent.draw(1.0)
+
+    def owns(self, task: int) -> bool:
+        return owner_of(task, self.world_size) == self.rank
+
+    def theta(self, task: int) -> torch.Tensor:
+        """Task ``task``'s adapter (d,) (this rank must own it)."""
+        if not self.owns(task):
+            raise IndexError(
+                f"task {task} belongs to rank {owner_of(task, self.world_size)}, not {self.rank}"
+            )
+        return self.center + self.bank.read("theta", task // self.world_size)
+
+    @property
+    def phi(self) -> torch.Tensor:
+        """The shared centre (d,) float32 (the structured prior's count-weighted mean of its centres)."""
+        return self.center + self.latent.phi_offset().float()
+
+    def step(
+        self,
+        tasks: Sequence[int],
+        grad_fn: TaskGradFn,
+        temperature: float | None = None,
+        log_lik_fn: LogLikFn | None = None,
+    ) -> None:
+        """Update the owned tasks among ``tasks`` (the step's schedule, the same on every rank), then the
+        shared latent. ``grad_fn(i, theta)`` returns ``d/dtheta log p(D_i | theta)`` (d,)."""
+        temp = self.temperature if temperature is None else float(temperature)
+        if len(set(tasks)) != len(tasks) or any(not 0 <= int(i) < self.n_tasks for i in tasks):
+            raise ValueError(
+                f"the tasks of one step must be distinct ids in [0, {self.n_tasks}), got {list(tasks)}"
+            )
+        delta = torch.zeros(self.latent.size, dtype=torch.float64)
+        for i in (int(t) for t in tasks):
+            if not self.owns(i):
+                continue
+            row = i // self.world_size
+            u = self.bank.read("theta", row)
+            grad_lik = grad_fn(i, self.center + u)
+            if grad_lik.shape != u.shape or not bool(torch.isfinite(grad_lik).all()):
+                raise FloatingPointError(
+                    f"the likelihood gradient of task {i} at step {self.step_count} is non-finite or not "
+                    f"of shape ({self.dim},); lower the step size or the likelihood scale, and resume"
+                )
+            grad = self.latent.theta_grad(row, u).add_(grad_lik.to(u))
+            state = None
+            if self.preconditioner:
+                state = PSGLDState(self.bank.read("theta_sq", row)[None], self.visits[row : row + 1])
+            noise = keys.generator(self.seed, keys.NOISE, self.step_count, i)
+            new, state = self.kernel.step(u[None], grad[None], state, self.step_size, noise, temp)
+            u_new, change = self.latent.visit(row, i, u, new[0], self.step_count, temp, log_lik_fn)
+            delta += change
+            self.bank.write("theta", row, u_new)
+            if state is not None:
+                self.bank.write("theta_sq", row, state.square_avg[0])
+                self.visits[row] = state.count
+        self.latent.update(self.comm.all_reduce_sum(delta), temp, self.step_count)
+        self.step_count += 1
+
+    # -- the run's result ----------------------------------------------------------------------------
+    def gather(self, local: torch.Tensor) -> torch.Tensor:
+        """Per-task rows of this shard ``(n_local, ...)`` -> all tasks ``(N, ...)`` on every rank."""
+        full = torch.zeros((self.n_tasks, *local.shape[1:]), dtype=torch.float64)
+        if len(self.tasks):
+            full[torch.tensor(self.tasks)] = local.double()
+        return self.comm.all_reduce_sum(full.reshape(-1)).reshape(full.shape)
+
+    def summary(self, variance_floor: float = 1e-12) -> dict[str, torch.Tensor]:
+        """``StructuredGibbs.summary()`` of a sharded structured run (all ranks take part)."""
+        lat = self.latent
+        if not isinstance(lat, StructuredLatent):
+            raise TypeError("summary() is the structured prior's; the paper's prior is fitted to phi samples")
+        if lat.n_records == 0:
+            lat.record(self.temperature)
+        n = float(lat.n_records)
+        mean = lat.sum_phi / n
+        var = (lat.sum_phi_sq / n - mean.square()).clamp_min(variance_floor)
+        spread = lat.sum_beta2 / n
+        return {
+            "means": (mean + lat.model.center).float(),
+            "covariances": var.float(),
+            "weights": (lat.sum_weights / lat.sum_weights.sum()).float(),
+            "spread": spread.float(),
+            "task_variance": spread[lat.model.block_index].float(),
+            "task_scale": (self.gather(lat.sum_lam) / n).float(),
+            "assignments": (self.gather(lat.assign_counts) / n).float(),
+        }
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "n_tasks": self.n_tasks,
+            "dim": self.dim,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "preconditioner": self.preconditioner,
+            "latent": type(self.latent).__name__,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rank's state: shared latent, its shard's local state, the bank rows not yet committed."""
+        return {
+            "config": self.fingerprint(),
+            "step_count": self.step_count,
+            "latent": self.latent.state_dict(),
+            "visits": self.visits.clone(),
+            "bank": self.bank.pending(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["config"] != self.fingerprint():
+            raise ValueError(
+                f"the checkpoint was written by a sampler configured as {state['config']}, this one is "
+                f"{self.fingerprint()}; resume with the same tasks, settings and number of ranks"
+            )
+        self.step_count = int(state["step_count"])
+        self.latent.load_state_dict(state["latent"])
+        self.visits = state["visits"].clone()
+        self.bank.apply(state["bank"])
