@@ -10,6 +10,7 @@ from liftpeft.peft_integration.prior_trainer import (
     PriorTrainer,
     PriorTrainerMixin,
     PriorTrainingConfig,
+    prior_peft_config,
     prior_peft_model,
 )
 from tests.hub.conftest import make_prior
@@ -264,3 +265,37 @@ def test_the_mixin_composes_with_trls_sft_trainer(gpt2_backbone, tiny_models, tm
     assert not torch.equal(_theta(trainer.model, prior), start)
     logged = [r for r in trainer.state.log_history if "loss" in r]
     assert len(logged) == 3 and all("prior_nll" in r for r in logged)
+
+
+def test_sft_trainer_wrapping_the_base_model_with_the_priors_peft_config(
+    gpt2_backbone, tiny_models, tmp_path
+):
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from transformers import AutoModelForCausalLM
+
+    class PriorSFTTrainer(PriorTrainerMixin, trl.SFTTrainer):
+        pass
+
+    prior = make_prior(gpt2_backbone, k=1, variance=1e-2, beta=0.1)
+    config = trl.SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        max_length=32,
+        disable_tqdm=True,
+    )
+    trainer = PriorSFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"]),
+        peft_config=prior_peft_config(prior),
+        args=config,
+        train_dataset=datasets.Dataset.from_dict({"text": TEXTS}),
+        processing_class=AutoTokenizer.from_pretrained(tiny_models["gpt2"]),
+        prior=prior,
+    )
+    assert torch.equal(_theta(trainer.model, prior), prior.means[0])  # SFTTrainer's adapter, at the mean
+    trainer.train()
+    assert any("prior_nll" in r for r in trainer.state.log_history)

@@ -174,3 +174,16 @@ def prior_peft_model(prior: LearnedPrior, model: str | os.PathLike | None = None
             param.requires_grad_(True)
     prior.init_adapter(peft_model)
     return peft_model
+
+
+def prior_peft_config(prior: LearnedPrior):
+    """The ``peft`` config of the prior's adapter, e.g. for ``SFTTrainer(peft_config=...)`` (which then
+    wraps the base model itself; ``PriorTrainerMixin`` starts the adapter at the prior's mean)."""
+    from liftpeft.peft_integration.backbone import make_peft_config
+
+    description = prior.backbone
+    return make_peft_config(
+        dict(description.get("peft_config") or {}) or None,
+        description.get("family", "causal"),
+        description.get("choice_head", "cross"),
+    )
