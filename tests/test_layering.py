@@ -5,7 +5,7 @@ Layers, lowest first:
 0. ``core`` -- pure torch maths; imports nothing of liftpeft outside ``core``.
 1. shared types (``objective``, ``problem``, ``metrics``) and the utilities that anything may import
    (``atomic``, ``outputs``, ``progress``, ``_version``, ``config_files``, ``learned_prior``,
-   ``zoo_prior``, the package ``__init__``).
+   ``zoo_prior``, ``hub``, ``model_card``, the package ``__init__``).
 2. ``tasks``, ``data``, ``peft_integration`` (the only place importing transformers / peft) and
    ``methods`` (which never import ``peft_integration`` or ``data``).
 3. ``bench``, ``evaluation``.
@@ -39,6 +39,8 @@ LAYERS: dict[str, int] = {
     "config_files": 1,
     "learned_prior": 1,
     "zoo_prior": 1,
+    "hub": 1,  # priors on the Hugging Face Hub (huggingface_hub, not transformers / peft)
+    "model_card": 1,
     "scale": 1,  # sharded sampling over torch.distributed: core maths plus files and ranks
     "": 1,  # the package itself (liftpeft/__init__.py)
     "tasks": 2,

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from liftpeft import progress, service
+from liftpeft import hub, progress, service
 from liftpeft.learned_prior import LearnedPrior
 from liftpeft.methods.base import MetaProblem, available_methods, build_method
 from liftpeft.outputs import claim_output
@@ -209,10 +209,12 @@ def adapt(
     steps: int | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    revision: str | None = None,
     **settings: Any,
 ) -> AdaptOutcome:
     """Adapt a meta-trained artefact (any method's; a LiFT prior) to a new task; export a ``peft``
-    adapter (the last sample) to ``out`` if given.
+    adapter (the last sample) to ``out`` if given. ``prior`` is a directory, or the Hub repo id of
+    a prior (``LearnedPrior.from_pretrained``; ``revision``: its branch, tag or commit).
 
     ``model`` overrides where the base model is (it must be the model the artefact was made for);
     ``steps`` and ``settings`` override the method's test-time settings (``adapt_step_size``, ...;
@@ -228,7 +230,7 @@ def adapt(
     elif isinstance(prior, LearnedPrior):
         trained = service.from_prior(prior, None)
     else:
-        trained = service.load(prior)
+        trained = service.load(hub.resolve(prior, revision=revision))
     overrides = service.check_test_time(trained.method, {"adapt_steps": steps, **settings})
     backbone = backbone_from_description(trained.backbone, model=model)
     the_task = _task(task)
@@ -277,14 +279,15 @@ def evaluate(
     return objective.evaluate(theta, split)
 
 
-def info(path: str | os.PathLike) -> dict[str, Any]:
-    """What a prior or adapter directory holds: kind, base model, PEFT config, K, weights, settings."""
+def info(path: str | os.PathLike, *, revision: str | None = None) -> dict[str, Any]:
+    """What a prior or adapter directory (or a prior's Hub repo id) holds: kind, base model, PEFT
+    config, K, weights, settings."""
     import json
 
     from liftpeft.learned_prior import META_FILE
     from liftpeft.peft_integration.export import METADATA_FILE
 
-    path = Path(path)
+    path = hub.resolve(path, revision=revision)
     if (path / service.ARTEFACT_FILE).is_file() and not (path / META_FILE).is_file():
         trained = service.load(path)
         return {
@@ -343,6 +346,30 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
         }
     raise FileNotFoundError(
         f"{path} is neither a liftpeft prior (prior.json) nor a peft adapter (adapter_config.json)"
+    )
+
+
+def push_prior(
+    path: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    base_model: str | None = None,
+    token: str | None = None,
+) -> Any:
+    """Upload the LiFT prior in ``path`` (written by ``meta-train`` or ``zoo-prior``) with a model
+    card to the Hub repo ``repo_id``; returns ``huggingface_hub``'s ``CommitInfo``."""
+    return hub.load(path).push_to_hub(
+        repo_id,
+        private=private,
+        revision=revision,
+        create_pr=create_pr,
+        commit_message=commit_message,
+        base_model=base_model,
+        token=token,
     )
 
 

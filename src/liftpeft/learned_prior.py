@@ -24,6 +24,7 @@ from liftpeft._version import __version__
 from liftpeft.atomic import sha256_file, write_tensors_with_json
 from liftpeft.core.mixture import OnlineGaussianMixture
 from liftpeft.core.mixture_prior import MixturePrior
+from liftpeft.core.penalty import AdapterPenalty, write_flat
 from liftpeft.core.structured import spread_blocks
 
 FORMAT_V1 = "liftpeft-prior/1"
@@ -107,6 +108,9 @@ class LearnedPrior:
     dof: float | None = None
     structure: dict[str, Any] = field(default_factory=dict, repr=False)
     siblings: dict[int, LearnedPrior] = field(default_factory=dict, repr=False)  # same chain, other K
+    _penalties: dict[float, AdapterPenalty] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )  # penalty() per beta_scale, built once
 
     def __post_init__(self) -> None:
         k, d = self.means.shape
@@ -199,6 +203,105 @@ class LearnedPrior:
                 f"Student-t, nu = {st['tail_dof']:g}; least shrunk (smallest scale lambda): {least}"
             )
         return out
+
+    # -- training under the prior in any loop ----------------------------------------------------
+    def adapter_penalty(self, beta_scale: float = 1.0) -> AdapterPenalty:
+        """``module -> -log p(theta)`` for a module holding this prior's adapter (matched by the
+        parameter names recorded in ``backbone["spec"]``; without them, the trainable parameters)."""
+        names = (self.backbone.get("spec") or {}).get("names")
+        return AdapterPenalty(self.mixture_prior(beta_scale), names)
+
+    def penalty(self, model: torch.nn.Module, scale: float = 1.0, beta_scale: float = 1.0) -> torch.Tensor:
+        """``-scale * log p(theta)`` of ``model``'s adapter ``theta``: a scalar tensor whose gradient
+        reaches the adapter parameters (add it to the loss of a custom loop). With a mean per-example
+        loss over ``n`` training examples, ``scale = 1 / n`` makes the sum the negative log posterior
+        over ``n``, so its minimiser is the MAP adapter."""
+        key = float(beta_scale)
+        if key not in self._penalties:
+            self._penalties[key] = self.adapter_penalty(beta_scale)
+        return self._penalties[key](model, scale)
+
+    def init_adapter(self, model: torch.nn.Module, component: int | None = None) -> int:
+        """Write the mean of ``component`` (default: the largest weight) into ``model``'s adapter, where
+        LiFT's adaptation starts; returns the component."""
+        j = int(self.weights.argmax()) if component is None else int(component)
+        if not 0 <= j < self.n_components:
+            raise ValueError(f"component must be in 0..{self.n_components - 1}, got {component}")
+        write_flat(self.adapter_penalty().parameters(model), self.means[j])
+        return j
+
+    # -- the Hugging Face Hub (liftpeft.hub) ------------------------------------------------------
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        repo_id: str | None = None,
+        base_model: str | None = None,
+        results: dict[str, Any] | None = None,
+    ) -> Path:
+        """Save as a Hub-ready directory: the prior files and a model card (``README.md``) naming the
+        base model (``base_model`` overrides it; a Hub id), the tasks, the settings and ``results``."""
+        from liftpeft import hub
+
+        return hub.save_pretrained(
+            self, save_directory, overwrite=overwrite, repo_id=repo_id, base_model=base_model, results=results
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        subfolder: str | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+    ) -> LearnedPrior:
+        """A prior from a local directory or a Hub repo id (``revision``: branch, tag or commit;
+        ``token``; ``cache_dir``; ``HF_HUB_OFFLINE=1`` or ``local_files_only`` read the cache only)."""
+        from liftpeft import hub
+
+        folder = hub.resolve(
+            path_or_repo_id,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            subfolder=subfolder,
+            local_files_only=local_files_only,
+            force_download=force_download,
+        )
+        return hub.load(folder)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        base_model: str | None = None,
+        results: dict[str, Any] | None = None,
+    ) -> Any:
+        """Upload the prior with its model card to ``repo_id`` in one commit (the repo is created if
+        missing); returns ``huggingface_hub``'s ``CommitInfo``."""
+        from liftpeft import hub
+
+        return hub.push_to_hub(
+            self,
+            repo_id,
+            commit_message=commit_message,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+            base_model=base_model,
+            results=results,
+        )
 
     # -- disk -------------------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:

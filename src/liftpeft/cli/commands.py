@@ -263,7 +263,9 @@ def adapt(args: argparse.Namespace) -> int:
     from liftpeft import api
 
     s = _settings(
-        args, ("prior", "task", "out", "model", "steps", "seed", "overwrite"), ("prior", "task", "out")
+        args,
+        ("prior", "task", "out", "model", "steps", "seed", "overwrite", "revision"),
+        ("prior", "task", "out"),
     )
     outcome = api.adapt(s.pop("prior"), s.pop("task"), s.pop("out"), quiet=args.quiet, **s)
     print(f"adapter written to {outcome.adapter_dir}")
@@ -288,8 +290,8 @@ def evaluate(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from liftpeft import api
 
-    s = _settings(args, ("path",), ("path",), positional=("path",))
-    details = api.info(s["path"])
+    s = _settings(args, ("path", "revision"), ("path",), positional=("path",))
+    details = api.info(s["path"], revision=s.get("revision"))
     if args.json:
         print(json.dumps(details, indent=2, sort_keys=True, default=str))
         return 0
@@ -340,6 +342,16 @@ def tasks_from_datasets(args: argparse.Namespace) -> int:
     more = f", ... {len(tasks) - 5} more" if len(tasks) > 5 else ""
     print(f"{len(tasks)} {tasks[0].kind} task(s) written to {out}: {counts}{more} (train/dev/test)")
     print(f"next: liftpeft meta-train --model MODEL --tasks {out} --out prior")
+    return 0
+
+
+def push_prior(args: argparse.Namespace) -> int:
+    from liftpeft import api
+
+    flags = ("path", "repo_id", "private", "revision", "create_pr", "commit_message", "base_model")
+    s = _settings(args, flags, ("path", "repo_id"), positional=("path", "repo_id"))
+    commit = api.push_prior(s.pop("path"), s.pop("repo_id"), **s)
+    print(f"prior pushed: {getattr(commit, 'commit_url', None) or commit}")
     return 0
 
 

@@ -119,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         "adapt to a new task under a learned prior; writes a peft adapter",
         "liftpeft adapt --prior ./prior --task ./tasks/new-task --out ./adapter --steps 100",
     )
-    p.add_argument("--prior", help="directory written by meta-train (any method) or zoo-prior")
+    p.add_argument(
+        "--prior", help="directory written by meta-train (any method) or zoo-prior, or a prior's Hub repo id"
+    )
+    p.add_argument("--revision", help="branch, tag or commit of a Hub prior (default main)")
     p.add_argument("--task", help="task folder with train.jsonl")
     p.add_argument("--out", help="output directory of the peft adapter")
     p.add_argument("--model", help="where the base model is, if it moved since meta-training")
@@ -145,9 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="evaluate")
 
     p = _sub(sub, "info", "show what a prior or adapter directory holds", "liftpeft info ./prior")
-    p.add_argument("path", nargs="?", help="a prior directory or a peft adapter directory")
+    p.add_argument("path", nargs="?", help="a prior directory, a peft adapter directory or a prior's Hub id")
+    p.add_argument("--revision", help="branch, tag or commit of a Hub prior (default main)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler="info")
+
+    p = _sub(
+        sub,
+        "push-prior",
+        "upload a LiFT prior with a generated model card to the Hugging Face Hub",
+        "liftpeft push-prior ./prior your-name/lift-prior --private",
+    )
+    p.add_argument("path", nargs="?", help="prior directory written by meta-train or zoo-prior")
+    p.add_argument("repo_id", nargs="?", help="Hub repo id (owner/name); created if missing")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    p.add_argument("--revision", help="branch to commit to (created if missing; default main)")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.add_argument("--commit-message", help="commit message (default: a description of the prior)")
+    p.add_argument("--base-model", help="Hub id of the base model for the card (default: from the prior)")
+    p.set_defaults(handler="push_prior")
 
     p = _sub(sub, "methods", "list every method with a one-line description", "liftpeft methods")
     p.set_defaults(handler="methods")

@@ -11,6 +11,7 @@ component mean and keeps the last ``M`` iterates, whose average predictive gives
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,6 +60,13 @@ class MixturePrior:
         if self.means.dim() != 2 or self.variances.shape != self.means.shape:
             raise ValueError("mixture means_ and covariances_ (and task_variance) must fit (K, d)")
         self._log_weights = self.weights.log()
+
+    def to(self, device: str | torch.device) -> MixturePrior:
+        """The same prior with its tensors on ``device`` (a copy; ``self`` is unchanged)."""
+        out = copy.copy(self)
+        out.weights, out.means = self.weights.to(device), self.means.to(device)
+        out.variances, out._log_weights = self.variances.to(device), self._log_weights.to(device)
+        return out
 
     @property
     def n_components(self) -> int:

@@ -2,7 +2,8 @@
 
 ``export_adapter`` writes ``theta`` as a directory that ``peft.PeftModel.from_pretrained(base, dir)``
 loads (``adapter_config.json``, ``adapter_model.safetensors``), plus ``liftpeft.json`` describing the
-backbone. ``adapter_to_theta`` reads any such directory back into a flat vector.
+backbone and a model card ``README.md`` (``library_name: peft``, ``base_model`` when the base model
+has a Hub id, tags), so the directory can be pushed to the Hub as it is. ``adapter_to_theta`` reads any such directory back into a flat vector.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import torch
 
-from liftpeft.atomic import atomic_write_json
+from liftpeft.atomic import atomic_write_json, atomic_write_text
+from liftpeft.model_card import CARD_FILE, adapter_card, fix_adapter_card
 from liftpeft.outputs import OutputDir, claim_output
 from liftpeft.peft_integration.backbone import BackboneMismatchError, PeftBackbone
 
@@ -44,8 +46,10 @@ def export_adapter(
     backbone.set_theta(theta)
     try:
         with target, target.build() as tmp:
-            backbone.model.save_pretrained(tmp)
+            atomic_write_text(tmp / CARD_FILE, adapter_card(backbone.describe(), metadata or {}))
+            backbone.model.save_pretrained(tmp)  # peft adds its metadata to the card
             _fix_base_reference(tmp, backbone.model_ref)
+            fix_adapter_card(tmp, backbone.model_ref)
             atomic_write_json(tmp / METADATA_FILE, {"backbone": backbone.describe(), **(metadata or {})})
     finally:
         backbone.set_theta(previous)
