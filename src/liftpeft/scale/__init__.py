@@ -3,8 +3,9 @@
 ``comm``: the all-reduce of the shared latent's sufficient statistics (one process, or ranks of
 ``torch.distributed``); ``bank``: the per-task adapters of one rank's shard, in memory or in a file
 that outgrows memory; ``keys``: counter-based random streams, so a task's noise does not depend on
-which rank visits it; ``latent``: the shared latents (the paper's ``phi``, the structured prior's
-centres and spread) as sufficient statistics; ``sampler``: the sharded SGLD-Gibbs step.
+which rank visits it; ``latent`` / ``structured_latent``: the shared latents (the paper's ``phi``,
+the structured prior's centres and spread) as sufficient statistics; ``warmup``: the non-centred
+warm-up; ``sampler``: the sharded SGLD-Gibbs step.
 """
 
 from liftpeft.scale.bank import TaskBank

@@ -9,6 +9,7 @@ communication is accumulated in ``seconds`` so that benchmarks can report its sh
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -147,4 +148,11 @@ def from_environment(timeout_s: float = 600.0) -> Communicator:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        atexit.register(_shut_down)
     return TorchDistributedCommunicator()
+
+
+def _shut_down() -> None:
+    """Tear the group down before the interpreter exits (left to the exit, gloo may abort the process)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -25,7 +25,8 @@ from liftpeft.core.sgld import PSGLDState, check_step_size, langevin_kernel, rec
 from liftpeft.scale import keys
 from liftpeft.scale.bank import TaskBank
 from liftpeft.scale.comm import Communicator, LocalCommunicator
-from liftpeft.scale.latent import LogLikFn, PaperLatent, StructuredLatent
+from liftpeft.scale.latent import LogLikFn, PaperLatent
+from liftpeft.scale.structured_latent import StructuredLatent
 
 Latent = PaperLatent | StructuredLatent
 TaskGradFn = Callable[[int, torch.Tensor], torch.Tensor]

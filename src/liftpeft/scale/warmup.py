@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from liftpeft.core.warmup import adam_direction
-from liftpeft.scale.latent import LogLikFn, StructuredLatent
+from liftpeft.scale.latent import LogLikFn
+from liftpeft.scale.structured_latent import StructuredLatent
 
 WARMUP_FIELDS = ("delta_m", "delta_v")
 

@@ -46,8 +46,9 @@ from liftpeft.objective import loss_and_grad, sample_batch
 from liftpeft.progress import progress_bar
 from liftpeft.scale import keys
 from liftpeft.scale.comm import Communicator, LocalCommunicator
-from liftpeft.scale.latent import PaperLatent, StructuredLatent
+from liftpeft.scale.latent import PaperLatent
 from liftpeft.scale.sampler import ShardedGibbs, random_schedule
+from liftpeft.scale.structured_latent import StructuredLatent
 from liftpeft.scale.warmup import WARMUP_FIELDS, ShardedWarmup
 
 logger = logging.getLogger(__name__)
@@ -309,6 +310,7 @@ class ShardedLiftTrainer:
                     self.checkpoint()
         finally:
             bar.close()
+        self.comm.barrier()  # the ranks finish together (none exits while another still reduces)
         if isinstance(self.latent, StructuredLatent):
             return structured_prior(sampler, self.problem, cfg, self.seed, self.trace)
         priors = {
