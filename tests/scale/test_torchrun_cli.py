@@ -89,3 +89,15 @@ def test_a_method_that_cannot_shard_is_refused_under_torchrun(workspace):
     assert done.returncode != 0
     assert "does not run on several ranks" in done.stderr and "launch it without torchrun" in done.stderr
     assert not (workspace / "maml").exists()
+
+
+def test_one_process_with_a_file_bank_takes_the_sharded_path(workspace, one_thread):
+    from liftpeft import api
+
+    api.meta_train(
+        workspace / "model", workspace / "tasks" / "train", workspace / "one-rank", steps=12, k=1,
+        warmup_steps=4, burnin_steps=2, sigma=1.0, beta=1.0, task_bank="file", quiet=True,
+    )  # fmt: skip
+    bank = workspace / "one-rank" / "run" / "shards" / "rank-0" / "bank"
+    assert sorted(p.name for p in bank.iterdir()) == ["delta_m.npy", "delta_v.npy", "theta.npy", "theta_sq.npy"]
+    assert LearnedPrior.load(workspace / "one-rank").config["task_bank"] == "file"
