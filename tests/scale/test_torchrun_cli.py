@@ -99,5 +99,10 @@ def test_one_process_with_a_file_bank_takes_the_sharded_path(workspace, one_thre
         warmup_steps=4, burnin_steps=2, sigma=1.0, beta=1.0, task_bank="file", quiet=True,
     )  # fmt: skip
     bank = workspace / "one-rank" / "run" / "shards" / "rank-0" / "bank"
-    assert sorted(p.name for p in bank.iterdir()) == ["delta_m.npy", "delta_v.npy", "theta.npy", "theta_sq.npy"]
+    assert sorted(p.name for p in bank.iterdir()) == [
+        "delta_m.npy",
+        "delta_v.npy",
+        "theta.npy",
+        "theta_sq.npy",
+    ]
     assert LearnedPrior.load(workspace / "one-rank").config["task_bank"] == "file"
