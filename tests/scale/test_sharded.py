@@ -100,6 +100,16 @@ def test_two_gloo_ranks_give_the_prior_of_one_process_with_their_schedule(
     assert float(distributed["means"].abs().max()) > 0.1
 
 
+def test_all_reducing_every_few_steps_gives_the_one_process_prior_up_to_float64_order(tmp_path, one_thread):
+    """``sync_every=4``: a rank sums 4 steps of its changes before the all-reduce, one process sums
+    them in visiting order, so the statistics differ in the last float64 bits (the adapters and the
+    prior are float32: equal to 1e-6 after 60 steps)."""
+    distributed = _run(tmp_path, "paper-sync4", "sync4")
+    alone = _one_process(tmp_path, "paper-sync4")
+    for name in alone:
+        assert torch.allclose(distributed[name], alone[name], rtol=1e-6, atol=1e-6), name
+
+
 def test_a_rank_killed_mid_run_resumes_to_the_uninterrupted_prior(two_ranks_paper, tmp_path):
     """Rank 1 dies by SIGKILL at step 37 (checkpoints every 10 steps, file bank); rank 0 is then
     killed as torchrun's agent would; ``--resume`` on both ranks ends at the uninterrupted prior."""

@@ -3,7 +3,8 @@
 A communicator offers what the sharded sampler needs and nothing more: ``rank``, ``world_size``,
 ``all_reduce_sum`` of a float64 vector (the sufficient statistics, O(d) per step whatever the number of
 tasks), ``all_reduce_min`` / ``all_reduce_max`` of an integer (agreeing on a checkpoint to resume),
-``same_everywhere`` (refusing ranks that disagree on tasks or settings) and ``barrier``. Time spent in
+``same_everywhere`` (refusing ranks that disagree on tasks or settings) and ``barrier``, and
+``all_reduce_sum_async`` (a sum that runs while the rank computes). Time spent blocked in
 communication is accumulated in ``seconds`` so that benchmarks can report its share of a step.
 """
 
@@ -25,12 +26,28 @@ class RanksDisagreeError(RuntimeError):
     """The ranks of one run were started with different tasks or settings."""
 
 
+class PendingSum(Protocol):
+    def wait(self) -> torch.Tensor: ...
+
+
+class _Done:
+    """A reduction already complete (one process)."""
+
+    def __init__(self, values: torch.Tensor) -> None:
+        self.values = values
+
+    def wait(self) -> torch.Tensor:
+        return self.values
+
+
 class Communicator(Protocol):
     rank: int
     world_size: int
     seconds: float
 
     def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor: ...
+
+    def all_reduce_sum_async(self, values: torch.Tensor) -> PendingSum: ...
 
     def all_reduce_min(self, value: int) -> int: ...
 
@@ -57,6 +74,9 @@ class LocalCommunicator:
 
     def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
         return values
+
+    def all_reduce_sum_async(self, values: torch.Tensor) -> PendingSum:
+        return _Done(values)
 
     def all_reduce_min(self, value: int) -> int:
         return int(value)
@@ -105,6 +125,12 @@ class TorchDistributedCommunicator:
     def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
         return self._reduce(values, dist.ReduceOp.SUM)
 
+    def all_reduce_sum_async(self, values: torch.Tensor) -> PendingSum:
+        """Start the sum and return at once; ``wait()`` gives it (``seconds`` counts only the wait)."""
+        buffer = values.to(self.device, copy=True)
+        work = dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=self.group, async_op=True)
+        return _InFlight(self, work, buffer)
+
     def all_reduce_min(self, value: int) -> int:
         return int(self._reduce(torch.tensor([int(value)], dtype=torch.int64), dist.ReduceOp.MIN))
 
@@ -124,6 +150,18 @@ class TorchDistributedCommunicator:
                 f"the ranks of this run were given different {what} (rank {self.rank} has "
                 f"fingerprint {mine:x}); start every rank with exactly the same command and files"
             )
+
+
+class _InFlight:
+    def __init__(self, comm: TorchDistributedCommunicator, work: Any, buffer: torch.Tensor) -> None:
+        self.comm, self.work, self.buffer = comm, work, buffer
+
+    def wait(self) -> torch.Tensor:
+        start = time.perf_counter()
+        self.work.wait()
+        out = self.buffer.cpu()
+        self.comm.seconds += time.perf_counter() - start
+        return out
 
 
 def is_main_process() -> bool:

@@ -7,7 +7,8 @@ Adapters are stored as offsets ``u_i = theta_i - c`` from the prior centre ``c``
 ``theta_grad(row, u)``       ``d/dtheta log p(theta_i | shared)`` (d,) float32 for a local task
 ``visit(row, task, u_old, u_new, ...)``  the visited task's own draws; returns its final ``u`` and
                              its change of the statistics (a flat float64 vector of ``size``)
-``update(total, temp, step)``  add the all-reduced change and redraw the shared state
+``update(total, temp, step, covered)``  add the all-reduced change of the ``covered`` steps up to
+                             ``step`` and redraw the shared state
 
 Within a step every visited task sees the shared state of the step's start (the ranks visit theirs
 at the same time). For the paper's model that is exact: the adapters are independent given ``phi``.
@@ -113,7 +114,7 @@ class PaperLatent:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return u_new, (u_new.double() - u_old.double())
 
-    def update(self, total: torch.Tensor, temp: float, step: int) -> None:
+    def update(self, total: torch.Tensor, temp: float, step: int, covered: int = 1) -> None:
         self.S += total
         if self.phi_update == "gibbs":
             self.draw(temp)

@@ -90,6 +90,7 @@ class ShardedGibbs:
         bank_path: Any = None,
         theta_curvature: float | None = None,
         extra_fields: tuple[str, ...] = (),
+        sync_every: int = 1,
     ) -> None:
         if not (temperature >= 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
@@ -105,6 +106,11 @@ class ShardedGibbs:
                 f"the task adapters (the task prior has curvature {theta_curvature:g})",
                 f"Lower step_size below {recommended_step_size(theta_curvature):.3g} or use preconditioner='rmsprop'.",
             )
+        if sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+        self.sync_every = int(sync_every)
+        self._acc: torch.Tensor | None = None  # changes of the steps since the last all-reduce
+        self._acc_steps = 0
         self.preconditioner = preconditioner
         self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
         self.tasks = shard_of(self.rank, self.n_tasks, self.world_size)
@@ -115,6 +121,7 @@ class ShardedGibbs:
         # after a warm-up the bank holds offsets delta_i from the warm-up's centres; a task's row becomes
         # u_i = base[z_i] + delta_i at its first visit (no pass over all adapters at the chain's start)
         self.chain_started = False
+        self._pending: Any = None  # (the all-reduce in flight, its temperature, its step)
         self._base = torch.zeros(0, dim)
         self._base_z = torch.zeros(len(self.tasks), dtype=torch.long)
         self._converted = torch.ones(len(self.tasks), dtype=torch.bool)
@@ -140,6 +147,7 @@ class ShardedGibbs:
 
     def start_chain(self, warmup: Any) -> None:
         """Start sampling from ``warmup`` (a ``ShardedWarmup``): its centres, assignments and sums."""
+        self.flush()
         self._base = warmup.v.clone()
         self._base_z = warmup.z.clone()
         self._converted = torch.zeros(len(self.tasks), dtype=torch.bool)
@@ -149,6 +157,7 @@ class ShardedGibbs:
     @property
     def phi(self) -> torch.Tensor:
         """The shared centre (d,) float32 (the structured prior's count-weighted mean of its centres)."""
+        self.flush()
         return self.center + self.latent.phi_offset().float()
 
     def step(
@@ -165,19 +174,24 @@ class ShardedGibbs:
             raise ValueError(
                 f"the tasks of one step must be distinct ids in [0, {self.n_tasks}), got {list(tasks)}"
             )
-        delta = torch.zeros(self.latent.size, dtype=torch.float64)
-        for i in (int(t) for t in tasks):
-            if not self.owns(i):
-                continue
-            row = i // self.world_size
-            u = self._read_u(row)
-            grad_lik = grad_fn(i, self.center + u)
-            if grad_lik.shape != u.shape or not bool(torch.isfinite(grad_lik).all()):
+        # the likelihood gradients need no shared state: they are computed while the previous step's
+        # sum is still in flight, then the shared latent takes that sum, then the adapters their step
+        owned = [int(t) for t in tasks if self.owns(int(t))]
+        grads = {}
+        for i in owned:
+            theta = self.center + self._read_u(i // self.world_size)
+            grads[i] = grad_fn(i, theta)
+            if grads[i].shape != theta.shape or not bool(torch.isfinite(grads[i]).all()):
                 raise FloatingPointError(
                     f"the likelihood gradient of task {i} at step {self.step_count} is non-finite or not "
                     f"of shape ({self.dim},); lower the step size or the likelihood scale, and resume"
                 )
-            grad = self.latent.theta_grad(row, u).add_(grad_lik.to(u))
+        self.flush()
+        delta = torch.zeros(self.latent.size, dtype=torch.float64)
+        for i in owned:
+            row = i // self.world_size
+            u = self._read_u(row)
+            grad = self.latent.theta_grad(row, u).add_(grads.pop(i).to(u))
             state = None
             if self.preconditioner:
                 state = PSGLDState(self.bank.read("theta_sq", row)[None], self.visits[row : row + 1])
@@ -190,8 +204,31 @@ class ShardedGibbs:
             if state is not None:
                 self.bank.write("theta_sq", row, state.square_avg[0])
                 self.visits[row] = state.count
-        self.latent.update(self.comm.all_reduce_sum(delta), temp, self.step_count)
+        self._acc = delta if self._acc is None else self._acc.add_(delta)
+        self._acc_steps += 1
+        if (self.step_count + 1) % self.sync_every == 0:
+            self._send(temp)
         self.step_count += 1
+
+    def _send(self, temp: float) -> None:
+        assert self._acc is not None
+        self._pending = (self.comm.all_reduce_sum_async(self._acc), temp, self.step_count, self._acc_steps)
+        self._acc, self._acc_steps = None, 0
+
+    def flush(self, final: bool = False) -> None:
+        """Let the shared latent take the sum still in flight (before anything reads the shared state);
+        ``final`` (every rank, at the end of a run) also sends the changes not yet sent."""
+        if final and self._acc is not None:
+            self._send(self.temperature)
+        if self._pending is not None:
+            handle, temp, step, covered = self._pending
+            self._pending = None
+            self.latent.update(handle.wait(), temp, step, covered)
+
+    def record(self) -> None:
+        """Add the current state to the structured prior's posterior summary (a kept step)."""
+        self.flush()
+        self.latent.record(self.temperature)
 
     # -- the run's result ----------------------------------------------------------------------------
     def gather(self, local: torch.Tensor) -> torch.Tensor:
@@ -203,6 +240,7 @@ class ShardedGibbs:
 
     def summary(self, variance_floor: float = 1e-12) -> dict[str, torch.Tensor]:
         """``StructuredGibbs.summary()`` of a sharded structured run (all ranks take part)."""
+        self.flush(final=True)
         lat = self.latent
         if not isinstance(lat, StructuredLatent):
             raise TypeError("summary() is the structured prior's; the paper's prior is fitted to phi samples")
@@ -225,6 +263,7 @@ class ShardedGibbs:
     # -- checkpoints ---------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         return {
+            "sync_every": self.sync_every,
             "n_tasks": self.n_tasks,
             "dim": self.dim,
             "world_size": self.world_size,
@@ -235,6 +274,7 @@ class ShardedGibbs:
 
     def state_dict(self) -> dict[str, Any]:
         """The rank's state: shared latent, its shard's local state, the bank rows not yet committed."""
+        self.flush()
         return {
             "config": self.fingerprint(),
             "step_count": self.step_count,
@@ -242,6 +282,8 @@ class ShardedGibbs:
             "visits": self.visits.clone(),
             "bank": self.bank.pending(),
             "chain_started": self.chain_started,
+            "unsent": self._acc.clone() if self._acc is not None else torch.zeros(0, dtype=torch.float64),
+            "unsent_steps": self._acc_steps,
             "base": self._base.clone(),
             "base_z": self._base_z.clone(),
             "converted": self._converted.clone(),
@@ -258,5 +300,7 @@ class ShardedGibbs:
         self.visits = state["visits"].clone()
         self.bank.apply(state["bank"])
         self.chain_started = bool(state["chain_started"])
+        self._acc_steps = int(state["unsent_steps"])
+        self._acc = state["unsent"].clone() if self._acc_steps else None
         self._base, self._base_z = state["base"].clone(), state["base_z"].clone()
         self._converted = state["converted"].clone()

@@ -167,14 +167,17 @@ class StructuredLatent:
             return shifted
         return u
 
-    def update(self, total: torch.Tensor, temp: float, step: int) -> None:
+    def update(self, total: torch.Tensor, temp: float, step: int, covered: int = 1) -> None:
+        """Add the sum of the changes of the ``covered`` steps up to ``step``; redraw the touched centres
+        (and the spread if one of those steps is a multiple of ``spread_every``)."""
         W, S, Q, counts, touched = self._unpack(total)
         self.W += W
         self.S += S
         self.Q += Q
         self.counts += counts
         self.draw(temp, [k for k in range(self.K) if float(touched[k]) > 0])
-        if temp > 0 and self.model.learn_spread and step % self.spread_every == 0:
+        spread_due = step // self.spread_every != (step - covered) // self.spread_every
+        if temp > 0 and self.model.learn_spread and spread_due:
             m, v = self.model, self.phi_v
             per_coord = (self.Q - 2.0 * v * self.S + self.W[:, None] * v.square()).sum(0).clamp_min(0.0)
             ss = torch.zeros(m.n_blocks, dtype=torch.float64).index_add_(0, m.block_index, per_coord)

@@ -59,6 +59,7 @@ class ShardedWarmup:
     def step(self, tasks: Sequence[int], grad_fn: Callable[[int, torch.Tensor], torch.Tensor],
              log_lik_fn: LogLikFn | None = None) -> None:  # fmt: skip
         s = self.sampler
+        s.flush()
         K, d, step = self.K, s.dim, s.step_count
         flat = torch.zeros(3 * K * d + 2 * K, dtype=torch.float64)
         G, dD, dE, B, dn = flat.split([K * d, K * d, K * d, K, K])

@@ -64,6 +64,13 @@ class LiftConfig:
         default=None, metadata={"help": "samples buffered to initialise the mixture"}
     )
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints"})
+    sync_every: int = field(
+        default=1,
+        metadata={
+            "help": "steps between a sharded run's all-reduces of the shared statistics; phi is redrawn "
+            "at each, exactly from the statistics of all adapters (1: every step)"
+        },
+    )
     task_bank: str = field(
         default="memory",
         metadata={
@@ -105,6 +112,8 @@ class LiftConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1, got {self.sync_every}")
         if self.task_bank not in TASK_BANKS:
             raise ValueError(f"task_bank must be one of {TASK_BANKS}, got {self.task_bank!r}")
         if self.k < 1 or any(k < 1 for k in self.extra_k):

@@ -154,6 +154,7 @@ class ShardedLiftTrainer:
             bank_path=self._bank_path(),
             theta_curvature=self._curvature,
             extra_fields=WARMUP_FIELDS if cfg.warmup_steps > 0 else (),
+            sync_every=cfg.sync_every,
         )
 
     # -- files -------------------------------------------------------------------------------------
@@ -297,7 +298,7 @@ class ShardedLiftTrainer:
                     raise MetaTrainingError(f"meta-training stopped at step {step}: {err}") from None
                 if schedule.keeps(step):
                     if isinstance(self.latent, StructuredLatent):
-                        self.latent.record(cfg.temperature)
+                        sampler.record()
                     phi = sampler.phi
                     for mixture in self.mixtures.values():
                         mixture.partial_fit(phi)
@@ -310,6 +311,7 @@ class ShardedLiftTrainer:
                     self.checkpoint()
         finally:
             bar.close()
+        sampler.flush(final=True)
         self.comm.barrier()  # the ranks finish together (none exits while another still reduces)
         if isinstance(self.latent, StructuredLatent):
             return structured_prior(sampler, self.problem, cfg, self.seed, self.trace)
@@ -322,6 +324,7 @@ class ShardedLiftTrainer:
 
     def _log(self, phase: str) -> None:
         losses, self._losses = self._losses, []
+        self.sampler.flush()
         phi = self.warmup.phi if phase == "warmup" and self.warmup is not None else self.sampler.phi
         record: dict[str, Any] = {
             "step": self.sampler.step_count,
