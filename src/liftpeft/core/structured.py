@@ -141,6 +141,37 @@ class StructuredHierarchy:
         }
 
 
+def posterior_summary(
+    model: StructuredHierarchy,
+    n_records: int,
+    sum_phi: torch.Tensor,
+    sum_phi_sq: torch.Tensor,
+    sum_weights: torch.Tensor,
+    sum_beta2: torch.Tensor,
+    sum_lam: torch.Tensor,
+    assign_counts: torch.Tensor,
+    variance_floor: float = 1e-12,
+) -> dict[str, torch.Tensor]:
+    """Posterior means from the running sums over ``n_records`` recorded states (``StructuredGibbs.summary``).
+
+    ``sum_phi``, ``sum_phi_sq`` (K, d): sums of the centres' offsets from ``c`` and their squares;
+    ``sum_weights`` (K,), ``sum_beta2`` (B,), ``sum_lam`` (N,), ``assign_counts`` (N, K).
+    """
+    n = float(n_records)
+    mean = sum_phi / n
+    var = (sum_phi_sq / n - mean.square()).clamp_min(variance_floor)
+    spread = sum_beta2 / n
+    return {
+        "means": (mean + model.center).float(),
+        "covariances": var.float(),
+        "weights": (sum_weights / sum_weights.sum()).float(),
+        "spread": spread.float(),
+        "task_variance": spread[model.block_index].float(),
+        "task_scale": (sum_lam / n).float(),
+        "assignments": (assign_counts / n).float(),
+    }
+
+
 class StructuredGibbs:
     """SGLD on the visited tasks' adapters, exact Gibbs draws of ``lambda``, ``z``, ``phi_k`` and ``beta``.
 
@@ -403,19 +434,10 @@ class StructuredGibbs:
         """
         if self._n_records == 0:
             self.record()
-        n = float(self._n_records)
-        mean = self._sum_phi / n
-        var = (self._sum_phi_sq / n - mean.square()).clamp_min(variance_floor)
-        spread = self._sum_beta2 / n
-        return {
-            "means": (mean + self.model.center).float(),
-            "covariances": var.float(),
-            "weights": (self._sum_weights / self._sum_weights.sum()).float(),
-            "spread": spread.float(),
-            "task_variance": spread[self.model.block_index].float(),
-            "task_scale": (self._sum_lam / n).float(),
-            "assignments": (self._assign_counts / n).float(),
-        }
+        sums = (self._sum_phi, self._sum_phi_sq, self._sum_weights, self._sum_beta2)
+        return posterior_summary(
+            self.model, self._n_records, *sums, self._sum_lam, self._assign_counts, variance_floor
+        )
 
     # -- checkpointing -------------------------------------------------------------------------------
     _STATE = ("theta", "lam", "beta2", "z", "phi", "_visits", "W", "S", "Q", "counts")

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from liftpeft.core.sgld import PSGLDState, check_step_size, langevin_kernel, recommended_step_size
+from liftpeft.core.structured import posterior_summary
 from liftpeft.scale import keys
 from liftpeft.scale.bank import TaskBank
 from liftpeft.scale.comm import Communicator, LocalCommunicator
@@ -246,19 +247,9 @@ class ShardedGibbs:
             raise TypeError("summary() is the structured prior's; the paper's prior is fitted to phi samples")
         if lat.n_records == 0:
             lat.record(self.temperature)
-        n = float(lat.n_records)
-        mean = lat.sum_phi / n
-        var = (lat.sum_phi_sq / n - mean.square()).clamp_min(variance_floor)
-        spread = lat.sum_beta2 / n
-        return {
-            "means": (mean + lat.model.center).float(),
-            "covariances": var.float(),
-            "weights": (lat.sum_weights / lat.sum_weights.sum()).float(),
-            "spread": spread.float(),
-            "task_variance": spread[lat.model.block_index].float(),
-            "task_scale": (self.gather(lat.sum_lam) / n).float(),
-            "assignments": (self.gather(lat.assign_counts) / n).float(),
-        }
+        sums = (lat.sum_phi, lat.sum_phi_sq, lat.sum_weights, lat.sum_beta2)
+        local = (self.gather(lat.sum_lam), self.gather(lat.assign_counts))
+        return posterior_summary(lat.model, lat.n_records, *sums, *local, variance_floor)
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
