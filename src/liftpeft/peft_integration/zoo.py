@@ -1,7 +1,7 @@
 """Read a zoo of ``peft`` adapter directories into flat vectors on one backbone.
 
 ``load_adapter_zoo`` refuses, naming it, any adapter made for another base model or with another
-adapter shape. The prior fitted to the vectors is ``liftpeft.zoo_prior.zoo_prior``.
+adapter shape, before reading any (``liftpeft.peft_integration.zoo_check``). The prior fitted to the vectors is ``liftpeft.zoo_prior.zoo_prior``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from liftpeft.peft_integration.backbone import BackboneMismatchError, PeftBackbone, backbone_from_description
+from liftpeft.peft_integration.backbone import PeftBackbone, backbone_from_description
 from liftpeft.peft_integration.export import adapter_to_theta, read_adapter_description
+from liftpeft.peft_integration.zoo_check import check_adapter_zoo
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -53,15 +53,6 @@ class AdapterZoo:
         return [d.name for d in self.dirs]
 
 
-def _same_plain_base(first: dict[str, Any], desc: dict[str, Any], adapter: Path, reference: Path) -> None:
-    """Adapters without liftpeft metadata: at least their recorded base models must agree."""
-    if desc.get("config_fingerprint") is None and desc.get("model") != first.get("model"):
-        raise BackboneMismatchError(
-            f"adapter {adapter} was made for base model {desc.get('model')!r}, but {reference} for "
-            f"{first.get('model')!r}; a zoo prior needs adapters of one base model and one adapter shape"
-        )
-
-
 def load_adapter_zoo(
     adapters: Sequence[str | os.PathLike],
     *,
@@ -73,8 +64,9 @@ def load_adapter_zoo(
 
     The backbone is rebuilt from the first adapter's description (``model`` overrides where the base
     model is; ``family`` / ``choice_head`` fill in what plain ``peft`` adapters do not record); its
-    PEFT initialisation (``PeftBackbone``'s default seed) is the prior's center. Every adapter must match it:
-    ``BackboneMismatchError`` names the first one that does not.
+    PEFT initialisation (``PeftBackbone``'s default seed) is the prior's center. Every adapter is
+    checked first (``zoo_check.check_adapter_zoo``: base model name and weights, PEFT type, rank,
+    target modules, every tensor covered): ``ZooMismatchError`` names the first one that does not fit.
     """
     dirs = expand_adapter_dirs(adapters)
     first = read_adapter_description(dirs[0])
@@ -84,10 +76,9 @@ def load_adapter_zoo(
     if choice_head is not None:
         description["choice_head"] = choice_head
     backbone = backbone_from_description(description, model=model)
+    check_adapter_zoo(dirs, backbone)  # every adapter, before any is read
     thetas = []
     for adapter in dirs:
-        desc = read_adapter_description(adapter)
-        _same_plain_base(first, desc, adapter, dirs[0])
-        backbone.check_compatible(desc, what=f"adapter {adapter}")
+        backbone.check_compatible(read_adapter_description(adapter), what=f"adapter {adapter}")
         thetas.append(adapter_to_theta(backbone, adapter))
     return AdapterZoo(backbone, torch.stack(thetas), dirs)
