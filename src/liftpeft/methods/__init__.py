@@ -11,6 +11,7 @@ from liftpeft.methods import (  # noqa: F401  (registers the methods)
     init_mixture,
     lift,
     lift_sample_approx,
+    lorahub,
     maml,
     mbc,
     multilora,
@@ -22,6 +23,7 @@ from liftpeft.methods import (  # noqa: F401  (registers the methods)
     taskwise_bayes,
     union,
     zoo_lift,
+    zoo_merge,
 )
 from liftpeft.methods.base import (
     MetaProblem,
