@@ -48,6 +48,7 @@ TINY = {
     "merge-dare-ties": dict(task_steps=4, adapt_steps=2, adapt_batch_size=8),
     "merge-svd": dict(task_steps=4, adapt_batch_size=8),
     "lorahub": dict(task_steps=4, adapt_evaluations=6, adapt_batch_size=8),
+    "arrow": dict(task_steps=4, adapt_top_k=2),
 }
 
 

@@ -5,6 +5,7 @@ Importing this package registers every method.
 
 from liftpeft.methods import (  # noqa: F401  (registers the methods)
     abml,
+    arrow,
     bmaml,
     bootstrapped_maml,
     imaml,
