@@ -15,15 +15,17 @@ import torch
 
 from liftpeft.peft_integration.backbone import PeftBackbone, backbone_from_description
 from liftpeft.peft_integration.export import adapter_to_theta, read_adapter_description
+from liftpeft.peft_integration.hub import resolve_adapter_source
 from liftpeft.peft_integration.zoo_check import check_adapter_zoo
 
 ADAPTER_CONFIG = "adapter_config.json"
 
 
 def expand_adapter_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Adapter directories from ``paths``: each is an adapter, or a folder whose sub-folders are adapters."""
+    """Adapter directories from ``paths``: each is an adapter, or a folder whose sub-folders are adapters;
+    a path that does not exist is read as a Hub id (``owner/name[/sub][@revision]``, ``hub``)."""
     out: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(resolve_adapter_source, paths):
         if (path / ADAPTER_CONFIG).is_file():
             out.append(path)
             continue
@@ -50,7 +52,14 @@ class AdapterZoo:
 
     @property
     def names(self) -> list[str]:
-        return [d.name for d in self.dirs]
+        """Each adapter's folder name (a Hub repository that is one adapter: its ``owner/name``)."""
+        return [_display_name(d) for d in self.dirs]
+
+
+def _display_name(folder: Path) -> str:
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return folder.name
 
 
 def load_adapter_zoo(
