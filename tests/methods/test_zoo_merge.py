@@ -111,3 +111,16 @@ def test_a_task_without_peft_merges_is_refused_with_what_to_use():
     task = quadratic_family(1)[0]
     with pytest.raises(TypeError, match="PeftTaskObjective"):
         build_method("merge-ties").adapt(torch.zeros(2, 4), task, seed=0)
+
+
+def test_every_zoo_method_builds_the_same_zoo_from_the_same_settings():
+    from liftpeft.methods import MetaProblem
+
+    from .quadratic import quadratic_family
+
+    problem = MetaProblem(quadratic_family(4, seed=0), torch.zeros(4))
+    settings = dict(task_steps=5, task_lr=0.1, task_batch_size=4)
+    zoos = [
+        build_method(n, **settings).meta_train(problem, seed=2) for n in ("merge-ties", "lorahub", "arrow")
+    ]
+    assert zoos[0].shape == (4, 4) and all(torch.equal(zoos[0], z) for z in zoos[1:])
