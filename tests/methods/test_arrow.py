@@ -60,10 +60,11 @@ def test_arrow_forward_and_loss_equal_peft_create_arrow_model(zoo, tiny_models):
 
 def test_arrow_leaves_the_backbone_untouched(zoo):
     _, backbone, experts, _, task = zoo
-    before = backbone.get_theta()
+    before, rng = backbone.get_theta(), torch.get_rng_state()
     method = build_method("arrow", adapt_top_k=2)
     scoring_objective(method, task).evaluate(method.adapt(experts, task, seed=0), "test")
     assert torch.equal(backbone.get_theta(), before) and set(backbone.model.peft_config) == {"default"}
+    assert torch.equal(torch.get_rng_state(), rng)
 
 
 def test_a_cross_encoder_head_outside_the_lora_layers_is_the_experts_mean(bert_backbone):

@@ -58,3 +58,12 @@ def test_lorahub_runs_on_causal_and_seq2seq_models(kind, tiny_models):
     method = build_method("lorahub", adapt_evaluations=12, adapt_steps=2, adapt_batch_size=4)
     samples = method.adapt(zoo, task, seed=0)
     assert samples.shape == (1, backbone.dim) and torch.isfinite(samples).all()
+
+
+def test_a_large_zoo_is_searched_over_a_random_pool_of_its_adapters():
+    zoo = torch.randn(30, 3)
+    method = build_method("lorahub", adapt_pool_size=20)
+    pool = method.pool(zoo, seed=0)
+    assert pool.shape == (20, 3) and torch.equal(pool, method.pool(zoo, seed=0))
+    assert all(any(torch.equal(row, z) for z in zoo) for row in pool)
+    assert torch.equal(build_method("lorahub", adapt_pool_size=0).pool(zoo, seed=0), zoo)

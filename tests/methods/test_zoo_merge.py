@@ -80,8 +80,16 @@ def test_merging_leaves_the_backbone_as_it_was(zoo):
     _, backbone, thetas, _ = zoo
     before = backbone.get_theta()
     adapters = set(backbone.model.peft_config)
+    rng = torch.get_rng_state()
     merge_adapters(backbone, thetas, [0.5, 0.3, 0.2], "dare_ties", density=0.5)
     assert torch.equal(backbone.get_theta(), before) and set(backbone.model.peft_config) == adapters
+    assert torch.equal(torch.get_rng_state(), rng)  # DARE's seeded draws leave the caller's stream alone
+
+
+def test_the_support_grid_merges_the_best_1_2_4_and_all():
+    from liftpeft.methods.zoo_merge import grid_sizes
+
+    assert grid_sizes(1) == [1] and grid_sizes(3) == [1, 2, 3] and grid_sizes(10) == [1, 2, 4, 8, 10]
 
 
 def test_support_weights_keep_the_merge_of_lowest_support_loss(zoo):

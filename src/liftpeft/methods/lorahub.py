@@ -6,7 +6,8 @@ The composed adapter is ``theta(w) = sum_i w_i theta_i``: for LoRA this is the p
 ``A = sum_i w_i A_i``, ``B = sum_i w_i B_i`` (the flat vector holds the A and B matrices). The
 weights minimise ``support loss(theta(w)) + l1 * mean_i |w_i|`` over the box ``[-bound, bound]^N``
 by CMA-ES (the ``cma`` package; the paper uses nevergrad's gradient-free optimiser with the same
-penalty, bounds ``[-1.5, 1.5]``, a start at ``w = 0`` and 40 evaluations, the defaults here). Only
+penalty, bounds ``[-1.5, 1.5]``, a start at ``w = 0``, 40 evaluations and 20 adapters drawn at
+random from a larger zoo: the defaults here). Only
 the loss is needed, so it runs on causal, seq2seq and encoder models alike (the original code is
 seq2seq-only). The zoo is built by meta-training: one adapter per training task (as Zoo-LiFT).
 ``adapt_steps > 0`` fine-tunes the composed adapter afterwards (No-Meta's budget: 100).
@@ -32,6 +33,7 @@ LORAHUB_TEST_TIME = (
     "adapt_l1",
     "adapt_bound",
     "adapt_sigma",
+    "adapt_pool_size",
 )
 
 
@@ -44,13 +46,23 @@ class LoraHubConfig(TaskAdapterConfig, FinetuneConfig):
     adapt_l1: float = field(default=0.05, metadata={"help": "L1 penalty on the mean absolute weight"})
     adapt_bound: float = field(default=1.5, metadata={"help": "each weight stays in [-bound, bound]"})
     adapt_sigma: float = field(default=0.5, metadata={"help": "CMA-ES initial step size"})
+    adapt_pool_size: int = field(
+        default=20, metadata={"help": "adapters composed, drawn at random from a larger zoo (0: all)"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_task_adapter_settings()
-        if self.adapt_evaluations < 1 or self.adapt_l1 < 0 or self.adapt_bound <= 0 or self.adapt_sigma <= 0:
+        if (
+            self.adapt_evaluations < 1
+            or self.adapt_l1 < 0
+            or self.adapt_bound <= 0
+            or self.adapt_sigma <= 0
+            or self.adapt_pool_size < 0
+        ):
             raise ValueError(
-                "adapt_evaluations must be >= 1, adapt_l1 >= 0, adapt_bound > 0 and adapt_sigma > 0"
+                "adapt_evaluations must be >= 1, adapt_l1 >= 0, adapt_bound > 0, adapt_sigma > 0 "
+                "and adapt_pool_size >= 0"
             )
 
 
@@ -140,8 +152,17 @@ class LoraHub:
         )
         return weights
 
+    def pool(self, zoo: torch.Tensor, seed: int) -> torch.Tensor:
+        """The adapters composed: all of them, or ``adapt_pool_size`` drawn at random (the paper's 20)."""
+        size = self.config.adapt_pool_size
+        if size == 0 or size >= len(zoo):
+            return zoo
+        chosen = torch.randperm(len(zoo), generator=torch.Generator().manual_seed(seed))[:size]
+        return zoo[chosen.sort().values]
+
     def adapt(self, state: torch.Tensor, task: TaskObjective, seed: int) -> torch.Tensor:
-        theta = compose(state, self.weights(state, task, seed)).float()
+        zoo = self.pool(state, seed)
+        theta = compose(zoo, self.weights(zoo, task, seed)).float()
         if self.config.adapt_steps == 0:
             return theta[None]
         return finetune_with(self.config, task, theta, seed)

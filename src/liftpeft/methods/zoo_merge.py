@@ -6,7 +6,7 @@ Meta-training builds the zoo: one adapter per training task, fine-tuned from the
 (``liftpeft.objective.MergeObjective``, implemented by ``peft_integration.merge``): methods never
 import peft. The weights are uniform (``1/N`` each) or chosen on the new task's support set
 (``adapt_weights="support"``: rank the adapters by their own support loss, merge the best ``m`` with
-weights ``1/m`` for every ``m = 1..N`` and keep the merge of lowest support loss). ``adapt_steps > 0``
+weights ``1/m`` for ``m = 1, 2, 4, ..., N`` and keep the merge of lowest support loss). ``adapt_steps > 0``
 fine-tunes the merge with AdamW afterwards (No-Meta's budget: ``adapt_steps=100``).
 """
 
@@ -47,6 +47,11 @@ class ZooMergeConfig(TaskAdapterConfig, FinetuneConfig):
             raise ValueError(f"adapt_density must be in (0, 1], got {self.adapt_density}")
 
 
+def grid_sizes(n: int) -> list[int]:
+    """How many of the best adapters the support grid merges: 1, 2, 4, ... and ``n`` itself."""
+    return sorted({min(2**i, n) for i in range(n.bit_length() + 1)})
+
+
 class ZooMerge:
     """One of peft's merges of the zoo; subclasses fix ``combination_type``."""
 
@@ -71,7 +76,7 @@ class ZooMerge:
         batch = self.config.adapt_batch_size
         order = sorted(range(len(zoo)), key=lambda i: support_loss(task, zoo[i], batch))
         best, best_loss = None, float("inf")
-        for m in range(1, len(zoo) + 1):
+        for m in grid_sizes(len(zoo)):
             candidate = self.merge(zoo[order[:m]], merger, uniform_weights(m), seed)
             loss = support_loss(task, candidate, batch)
             if loss < best_loss:

@@ -60,7 +60,9 @@ def build_arrow_model(
     if experts.dim() != 2 or experts.shape[1] != backbone.dim:
         raise ValueError(f"experts must be (N, {backbone.dim}), got {tuple(experts.shape)}")
     config = ArrowConfig(top_k=min(top_k, len(experts)), router_temperature=router_temperature, rng_seed=seed)
-    with tempfile.TemporaryDirectory(prefix="liftpeft-arrow-") as tmp:
+    cuda = [backbone.device.index or 0] if backbone.device.type == "cuda" else []
+    # loading a base model and adding the router draw from torch's global generators: fork them
+    with torch.random.fork_rng(devices=cuda), tempfile.TemporaryDirectory(prefix="liftpeft-arrow-") as tmp:
         paths = [
             str(export_adapter(backbone, theta, Path(tmp) / f"expert-{i}")) for i, theta in enumerate(experts)
         ]

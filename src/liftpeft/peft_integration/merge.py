@@ -16,7 +16,8 @@ Two conversions, both exact:
   head) is set to the weighted mean ``sum_i w_i h_i / sum_i w_i`` of the adapters' heads (the plain
   mean where the weights sum to zero): liftpeft's choice, not peft's.
 
-DARE draws random masks from torch's global generator: ``seed`` seeds it inside a forked RNG state.
+DARE draws random masks from torch's global generators: ``seed`` seeds them (CPU, and the backbone's
+CUDA device) inside a forked RNG state, so the caller's random streams are left as they were.
 """
 
 from __future__ import annotations
@@ -89,13 +90,14 @@ def merge_adapters(
     model = backbone.model
     names = [_ZOO.format(i) for i in range(len(weights))]
     config = dataclasses.replace(backbone.peft_config, modules_to_save=None, inference_mode=True)
-    added: list[str] = []
-    try:
-        for name, theta in zip(names, thetas):
-            PeftModel.add_adapter(model, name, config)  # the base class: no head copies
-            added.append(name)
-            _write(model, backbone, theta, name)
-        with torch.random.fork_rng(devices=[]):
+    cuda = [backbone.device.index or 0] if backbone.device.type == "cuda" else []
+    # new adapters are initialised (and DARE draws) from torch's global generators: fork them
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        try:
+            for name, theta in zip(names, thetas):
+                PeftModel.add_adapter(model, name, config)  # the base class: no head copies
+                _write(model, backbone, theta, name)
             torch.manual_seed(seed)
             model.add_weighted_adapter(
                 names,
@@ -105,14 +107,14 @@ def merge_adapters(
                 density=density,
                 majority_sign_method=majority_sign_method,
             )
-        added.append(MERGED)
-        return _read_merged(model, backbone, thetas, weights)
-    finally:
-        for name in added:
-            model.delete_adapter(name)
-        model.set_adapter("default")
-        for p in model.parameters():
-            p.requires_grad_(False)
+            return _read_merged(model, backbone, thetas, weights)
+        finally:
+            for name in [*names, MERGED]:
+                if name in model.peft_config:
+                    model.delete_adapter(name)
+            model.set_adapter("default")
+            for p in model.parameters():
+                p.requires_grad_(False)
 
 
 def _write(model, backbone: PeftBackbone, theta: torch.Tensor, adapter: str) -> None:
