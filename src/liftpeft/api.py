@@ -42,7 +42,7 @@ from liftpeft.peft_integration import (
     read_adapter_description,
 )
 from liftpeft.tasks import Task, read_task, read_task_collection
-from liftpeft.zoo import load_adapter_zoo
+from liftpeft.zoo import COMPONENTS, export_components, load_adapter_zoo
 from liftpeft.zoo import zoo_prior as _zoo_prior_from_thetas
 
 
@@ -136,6 +136,8 @@ def zoo_prior(
     adaptation, whose prior is the mixture widened by ``beta``). ``settings`` are LiFT test-time
     settings stored with the prior for ``adapt`` (``adapt_steps``, ``step_size``, ``tau``, ...).
     ``out`` follows ``meta_train``'s rule: a prior there is replaced only with ``overwrite=True``.
+    Every adapter is checked before anything is read or written (``zoo_check``). ``out/components/
+    component-<j>`` holds each mixture component's mean as a plain peft adapter with a model card.
     """
     progress.set_quiet(quiet)
     config = build_method("lift", k=k, beta=beta, sigma=sigma, **settings).config
@@ -161,6 +163,7 @@ def zoo_prior(
         overwrite=overwrite,
         backbone_settings={"max_length": max_length},
         extra={"command": "zoo-prior", "seed": seed, "adapters": stored["adapters"]},
+        also=lambda folder: export_components(zoo.backbone, prior, folder / COMPONENTS, zoo.names),
     )
     return prior
 

@@ -11,7 +11,10 @@ checks for it and says clearly when a task lacks it:
 
 * ``TextObjective.example_texts(split)`` -- the examples' input texts (LoRA-Retriever, MBC);
 * ``EmbeddingObjective.embed(theta, idx, split)`` -- encoder embeddings of multiple-choice inputs and
-  options at ``theta`` (ProtoNet).
+  options at ``theta`` (ProtoNet);
+* ``MergeObjective.merge_adapters(thetas, weights, combination_type)`` -- peft's merge of a zoo of
+  adapters as one flat vector, and ``MergeObjective.arrow_objective(experts, ...)`` -- the task scored
+  by peft's Arrow routing over a zoo (the zoo baselines: ``merge-*``, ``arrow``).
 """
 
 from __future__ import annotations
@@ -195,3 +198,37 @@ class SubspaceObjective:
 
     def evaluate(self, thetas: torch.Tensor, split: str = "test") -> dict[str, float]:
         return self.task.evaluate(self.full(thetas), split)
+
+
+@runtime_checkable
+class MergeObjective(Protocol):
+    """A task whose backbone can run peft's merges and Arrow routing over a zoo of flat adapters."""
+
+    def merge_adapters(
+        self,
+        thetas: torch.Tensor,
+        weights: Sequence[float],
+        combination_type: str,
+        *,
+        density: float | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """peft's ``add_weighted_adapter`` merge of ``thetas`` ``(N, d)`` with ``weights``, as ``(d,)``."""
+        ...
+
+    def arrow_objective(
+        self, experts: torch.Tensor, *, top_k: int, router_temperature: float, seed: int
+    ) -> TaskObjective:
+        """This task on peft's Arrow model over ``experts`` ``(N, d)`` (its ``theta`` is ignored)."""
+        ...
+
+
+def require_merge(task: TaskObjective, method: str) -> MergeObjective:
+    """``task`` if its backbone can run peft's merges, else a ``TypeError`` saying what is missing."""
+    if not callable(getattr(task, "merge_adapters", None)):
+        raise TypeError(
+            f"{method} runs peft's own merge code, but task {getattr(task, 'name', '?')!r} "
+            f"({type(task).__name__}) has no merge_adapters method; use a PeftTaskObjective (a transformers "
+            "model with a LoRA adapter)"
+        )
+    return task  # type: ignore[return-value]

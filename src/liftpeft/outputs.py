@@ -58,6 +58,7 @@ KINDS: dict[str, dict[str, tuple]] = {
             "metrics.jsonl",
             "tensorboard",
             "meta_train_seconds.json",
+            "components",  # zoo-prior: each mixture component as a plain peft adapter
         ),
     },
     "adapter": {

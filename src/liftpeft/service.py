@@ -269,8 +269,13 @@ def save_prior(
     overwrite: bool = False,
     backbone_settings: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    also: Callable[[Path], Any] | None = None,
 ) -> MetaTrained:
-    """Save a prior built without meta-training (``zoo-prior``) as a LiFT artefact in ``out``."""
+    """Save a prior built without meta-training (``zoo-prior``) as a LiFT artefact in ``out``.
+
+    ``also(folder)`` writes more of the artefact (the components as peft adapters) into the folder
+    being built, so it is published with the prior or not at all.
+    """
     result = from_prior(prior, None)
     result.backbone_settings.update(backbone_settings or {})
     target = claim_output(out, "prior", overwrite=overwrite, publish=True)
@@ -278,6 +283,8 @@ def save_prior(
     with target, target.build() as tmp:  # a prior there stays until this one is complete
         save_state(tmp, prior)
         atomic_write_json(tmp / ARTEFACT_FILE, _artefact_record(result, extra))
+        if also is not None:
+            also(tmp)
     return result
 
 

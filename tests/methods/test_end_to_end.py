@@ -43,6 +43,12 @@ TINY = {
     ),
     "taskwise-bayes": dict(_SGLD_ADAPT, adapt_keep_last=2),
     "lift-sample-approx": {**LIFT_TINY, **LIFT_STEPS},
+    "merge-linear": dict(task_steps=4, adapt_batch_size=8),
+    "merge-ties": dict(task_steps=4, adapt_weights="support", adapt_batch_size=8),
+    "merge-dare-ties": dict(task_steps=4, adapt_steps=2, adapt_batch_size=8),
+    "merge-svd": dict(task_steps=4, adapt_batch_size=8),
+    "lorahub": dict(task_steps=4, adapt_evaluations=6, adapt_batch_size=8),
+    "arrow": dict(task_steps=4, adapt_top_k=2),
 }
 
 

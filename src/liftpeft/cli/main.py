@@ -99,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "liftpeft zoo-prior --adapters ./zoo/task-a ./zoo/task-b ./zoo/task-c --k 2 --out ./prior",
     )
     p.add_argument(
-        "--adapters", nargs="+", metavar="DIR", help="peft adapter directories, or folders of them"
+        "--adapters",
+        nargs="+",
+        metavar="DIR|HUB_ID",
+        help="peft adapter directories or folders of them, or Hub ids (owner/name[/sub][@revision]); "
+        "all are checked first: one base model (name and weights), PEFT type, rank, target modules, every tensor",
     )
     p.add_argument("--out", help="output directory for the prior")
     p.add_argument("--k", type=int, help="mixture components (default 5)")

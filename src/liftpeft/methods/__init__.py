@@ -5,12 +5,14 @@ Importing this package registers every method.
 
 from liftpeft.methods import (  # noqa: F401  (registers the methods)
     abml,
+    arrow,
     bmaml,
     bootstrapped_maml,
     imaml,
     init_mixture,
     lift,
     lift_sample_approx,
+    lorahub,
     maml,
     mbc,
     multilora,
@@ -22,6 +24,7 @@ from liftpeft.methods import (  # noqa: F401  (registers the methods)
     taskwise_bayes,
     union,
     zoo_lift,
+    zoo_merge,
 )
 from liftpeft.methods.base import (
     MetaProblem,

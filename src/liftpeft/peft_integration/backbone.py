@@ -292,6 +292,15 @@ class PeftBackbone:
                 f"could not load model {self.model_ref!r}: {_offline_hint(self.model_ref)}"
             ) from err
 
+    def fresh_base_model(self):
+        """Another copy of the base model without any adapter (read again from ``model_ref``; a new
+        head gets this backbone's seeded initialisation), on this backbone's device, in eval mode."""
+        dtype = next(self.model.parameters()).dtype
+        torch.manual_seed(self.seed)
+        with _quiet_transformers():
+            base = self._load_base(dtype)
+        return base.to(self.device).eval()
+
     # -- theta ------------------------------------------------------------------------------------
     @property
     def dim(self) -> int:

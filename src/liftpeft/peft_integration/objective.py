@@ -335,6 +335,17 @@ class PeftTaskObjective:
             out["exact_match"] = exact / len(enc)
         return out
 
+    # -- optional extension: peft's merges and Arrow routing over a zoo (liftpeft.objective.MergeObjective)
+    def merge_adapters(self, thetas, weights, combination_type, *, density=None, seed=0) -> torch.Tensor:
+        from liftpeft.peft_integration.merge import merge_adapters
+
+        return merge_adapters(self.backbone, thetas, weights, combination_type, density=density, seed=seed)
+
+    def arrow_objective(self, experts, *, top_k: int, router_temperature: float, seed: int):
+        from liftpeft.peft_integration.arrow import arrow_objective
+
+        return arrow_objective(self, experts, top_k=top_k, router_temperature=router_temperature, seed=seed)
+
     @torch.no_grad()
     def generate(
         self,

@@ -1,7 +1,7 @@
 """Read a zoo of ``peft`` adapter directories into flat vectors on one backbone.
 
 ``load_adapter_zoo`` refuses, naming it, any adapter made for another base model or with another
-adapter shape. The prior fitted to the vectors is ``liftpeft.zoo_prior.zoo_prior``.
+adapter shape, before reading any (``liftpeft.peft_integration.zoo_check``). The prior fitted to the vectors is ``liftpeft.zoo_prior.zoo_prior``.
 """
 
 from __future__ import annotations
@@ -10,20 +10,22 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from liftpeft.peft_integration.backbone import BackboneMismatchError, PeftBackbone, backbone_from_description
+from liftpeft.peft_integration.backbone import PeftBackbone, backbone_from_description
 from liftpeft.peft_integration.export import adapter_to_theta, read_adapter_description
+from liftpeft.peft_integration.hub import resolve_adapter_source
+from liftpeft.peft_integration.zoo_check import check_adapter_zoo
 
 ADAPTER_CONFIG = "adapter_config.json"
 
 
 def expand_adapter_dirs(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Adapter directories from ``paths``: each is an adapter, or a folder whose sub-folders are adapters."""
+    """Adapter directories from ``paths``: each is an adapter, or a folder whose sub-folders are adapters;
+    a path that does not exist is read as a Hub id (``owner/name[/sub][@revision]``, ``hub``)."""
     out: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(resolve_adapter_source, paths):
         if (path / ADAPTER_CONFIG).is_file():
             out.append(path)
             continue
@@ -50,16 +52,14 @@ class AdapterZoo:
 
     @property
     def names(self) -> list[str]:
-        return [d.name for d in self.dirs]
+        """Each adapter's folder name (a Hub repository that is one adapter: its ``owner/name``)."""
+        return [_display_name(d) for d in self.dirs]
 
 
-def _same_plain_base(first: dict[str, Any], desc: dict[str, Any], adapter: Path, reference: Path) -> None:
-    """Adapters without liftpeft metadata: at least their recorded base models must agree."""
-    if desc.get("config_fingerprint") is None and desc.get("model") != first.get("model"):
-        raise BackboneMismatchError(
-            f"adapter {adapter} was made for base model {desc.get('model')!r}, but {reference} for "
-            f"{first.get('model')!r}; a zoo prior needs adapters of one base model and one adapter shape"
-        )
+def _display_name(folder: Path) -> str:
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return folder.name
 
 
 def load_adapter_zoo(
@@ -73,8 +73,9 @@ def load_adapter_zoo(
 
     The backbone is rebuilt from the first adapter's description (``model`` overrides where the base
     model is; ``family`` / ``choice_head`` fill in what plain ``peft`` adapters do not record); its
-    PEFT initialisation (``PeftBackbone``'s default seed) is the prior's center. Every adapter must match it:
-    ``BackboneMismatchError`` names the first one that does not.
+    PEFT initialisation (``PeftBackbone``'s default seed) is the prior's center. Every adapter is
+    checked first (``zoo_check.check_adapter_zoo``: base model name and weights, PEFT type, rank,
+    target modules, every tensor covered): ``ZooMismatchError`` names the first one that does not fit.
     """
     dirs = expand_adapter_dirs(adapters)
     first = read_adapter_description(dirs[0])
@@ -84,10 +85,9 @@ def load_adapter_zoo(
     if choice_head is not None:
         description["choice_head"] = choice_head
     backbone = backbone_from_description(description, model=model)
+    check_adapter_zoo(dirs, backbone)  # every adapter, before any is read
     thetas = []
     for adapter in dirs:
-        desc = read_adapter_description(adapter)
-        _same_plain_base(first, desc, adapter, dirs[0])
-        backbone.check_compatible(desc, what=f"adapter {adapter}")
+        backbone.check_compatible(read_adapter_description(adapter), what=f"adapter {adapter}")
         thetas.append(adapter_to_theta(backbone, adapter))
     return AdapterZoo(backbone, torch.stack(thetas), dirs)
