@@ -61,6 +61,16 @@ def test_structured_settings_are_checked():
         LiftConfig(tail_dof=0.0)
     with pytest.raises(ValueError, match="phi_update at 'gibbs'"):
         LiftConfig(clusters=2, phi_update="exact")
+    with pytest.raises(ValueError, match="cluster_init must be one of"):
+        LiftConfig(clusters=2, cluster_init="kmeans")
+    with pytest.raises(ValueError, match="shared_warmup must be in"):
+        LiftConfig(clusters=2, shared_warmup=1.0)
+    # the first partition: a quarter of the warm-up in, half for the offsets (which need to move first)
+    assert LiftConfig(steps=1000, warmup_steps=400).cluster_seed_step == 100
+    assert LiftConfig(steps=1000, warmup_steps=400, cluster_init="offsets").cluster_seed_step == 200
+    assert LiftConfig(steps=1000, warmup_steps=400, shared_warmup=0.1).cluster_seed_step == 40
+    assert LiftConfig().reassigns_in_warmup and not LiftConfig(cluster_init="offsets").reassigns_in_warmup
+    assert LiftConfig(cluster_init="offsets", warmup_reassign=True).reassigns_in_warmup
     config = LiftConfig(clusters=2, extra_k=[1, 3])
     assert config.structured and LIFT_VARIANTS.names(config) == []  # K sweeps are the paper's mixture's
     assert not LiftConfig().structured

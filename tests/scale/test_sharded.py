@@ -21,6 +21,7 @@ sys.path.insert(0, str(FIXTURES))
 import sharded_run  # noqa: E402
 
 from liftpeft.methods.lift import ShardedLiftTrainer  # noqa: E402
+from liftpeft.methods.lift.trainer import MetaTrainingError  # noqa: E402
 
 WORLD = 2
 
@@ -137,3 +138,10 @@ def test_ranks_started_with_other_settings_are_refused(tmp_path):
     assert all(code != 0 for code in codes)
     assert all("the ranks of this run were given different tasks and settings" in log for log in logs)
     assert not (tmp_path / "mismatch.safetensors").exists()
+
+
+def test_a_sharded_run_refuses_a_first_partition_it_does_not_implement():
+    config = sharded_run.config("structured")
+    config.cluster_init = "offsets"
+    with pytest.raises(MetaTrainingError, match="set cluster_init=random"):
+        ShardedLiftTrainer(sharded_run.problem(), config, seed=0)

@@ -148,6 +148,7 @@ def adapt(
     seed: int = 0,
     preconditioner: str | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    component: int | None = None,
 ) -> AdaptResult:
     """Adapt a new task's adapter under the mixture prior.
 
@@ -158,7 +159,8 @@ def adapt(
         step_size: step size ``eta``; refused if it provably diverges on the prior's stiffest component.
         method: ``"sgld"`` (sample, temperature ``temperature``) or ``"map"`` (temperature 0).
         keep_last: number ``M`` of final iterates to keep.
-        init: starting point; default is the mean of ``prior.best_component(loss_fn)``.
+        init: starting point; default is the mean of ``component``, or of ``prior.best_component(loss_fn)``.
+        component: the mixture component to start from (ignored if ``init`` is given).
         seed: seed of the Langevin noise.
         preconditioner: ``None`` or ``"rmsprop"`` (pSGLD).
         callback: called as ``callback(step, theta)`` after each step (progress, logging).
@@ -178,9 +180,13 @@ def adapt(
         )
     elif preconditioner != "rmsprop":
         raise ValueError(f"preconditioner must be None or 'rmsprop', got {preconditioner!r}")
-    component = -1
-    if init is None:
-        component = prior.best_component(loss_fn)
+    if init is not None:
+        component = -1
+    else:
+        if component is None:
+            component = prior.best_component(loss_fn)
+        elif not 0 <= component < prior.n_components:
+            raise ValueError(f"component must be in [0, {prior.n_components}), got {component}")
         init = prior.means[component]
     theta = init.detach().to(torch.float32 if init.dtype == torch.float64 else init.dtype).clone()
     generator = torch.Generator(device=theta.device).manual_seed(int(seed))

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from liftpeft.core.gibbs import NonFiniteError
-from liftpeft.core.kmeans import spherical_kmeans
+from liftpeft.core.kmeans import kmeans, spherical_kmeans
 from liftpeft.core.prior import HierarchicalPrior
 
 
@@ -139,20 +139,31 @@ class HierarchicalWarmup:
         self.step_count = int(state["step_count"])
 
 
+INIT_PARTITIONS = ("offsets", "gradients", "random")
+
+
 class ClusteredWarmup:
     """The warm-up of the structured prior with ``K`` task clusters: Adam on ``(phi_1..K, delta_1..N)``
     with ``theta_i = phi_{z_i} + delta_i`` and hard assignments ``z_i`` (noise-free, fixed spread).
 
     ``phi_k`` gets ``-(phi_k - c)/sigma^2 + (N/B) sum_{visited i in k} g_i``, ``delta_i`` the same as in
-    ``HierarchicalWarmup``. Symmetry breaking (``init_partition="random"``: a fixed random balanced
-    partition for the first ``assign_after`` steps, like k-means' random-partition start; or
-    ``"gradients"``): for the first ``assign_after`` steps every task shares
-    centre 0 (the plain warm-up); then ``seed_clusters`` partitions the tasks by spherical k-means of
-    their likelihood gradients at that shared point (tasks that pull the same way start together) and
-    copies centre 0 to every centre. From then on a visited task moves to the centre under which its
-    offset fits its data best, ``argmin_k L_i(phi_k + delta_i)`` on a minibatch (``loss_fn``; K forward
-    passes), its offset carried along. Centres follow their tasks as fast as one adapter trained on
-    the union of a cluster would, which the per-task chain alone cannot.
+    ``HierarchicalWarmup``. Symmetry breaking, ``init_partition``:
+
+    * ``"offsets"``: for the first ``assign_after`` steps every task shares centre 0 (the plain
+      warm-up); then ``seed_clusters()`` partitions the tasks by k-means of their offsets
+      ``delta_i`` (tasks whose adapters left the shared centre the same way start together), puts
+      each centre at its cluster's mean adapter and keeps every ``theta_i`` where it was.
+    * ``"gradients"``: the same, but k-means (spherical) of the tasks' likelihood gradients at their
+      adapters (``seed_clusters(grads)``), every centre starting from the shared one.
+    * ``"random"``: a fixed random balanced partition from the start, like k-means' random-partition
+      start.
+
+    After ``assign_after`` steps a visited task moves to the centre under which its offset fits its
+    data best, ``argmin_k L_i(phi_k + delta_i)`` on a minibatch (``loss_fn``; K forward passes), its
+    offset carried along (``reassign=False`` keeps the first partition for the whole warm-up: with
+    few examples per task every centre plus its offset fits a task's data, the loss does not tell
+    the centres apart and larger clusters absorb the rest). Centres follow their tasks as fast as one
+    adapter trained on the union of a cluster would, which the per-task chain alone cannot.
     """
 
     def __init__(
@@ -167,6 +178,7 @@ class ClusteredWarmup:
         assign_after: int = 0,
         dtype: torch.dtype = torch.float32,
         init_partition: str = "random",
+        reassign: bool = True,
     ) -> None:
         if not lr > 0 or clusters < 1 or n_tasks < clusters:
             raise ValueError(f"need lr > 0 and 1 <= clusters <= n_tasks, got lr={lr}, clusters={clusters}")
@@ -176,9 +188,9 @@ class ClusteredWarmup:
         start = torch.zeros(dim) if start is None else start
         self.phis = start.to(dtype).expand(self.clusters, dim).clone()
         self.delta = torch.zeros(self.n_tasks, self.dim, dtype=dtype)
-        if init_partition not in ("gradients", "random"):
-            raise ValueError(f"init_partition must be 'gradients' or 'random', got {init_partition!r}")
-        self.init_partition = init_partition
+        if init_partition not in INIT_PARTITIONS:
+            raise ValueError(f"init_partition must be one of {INIT_PARTITIONS}, got {init_partition!r}")
+        self.init_partition, self.reassign = init_partition, bool(reassign)
         self.generator = generator
         if init_partition == "random":  # a fixed random balanced partition from the start
             self.z = torch.randperm(self.n_tasks, generator=generator) % self.clusters
@@ -197,19 +209,33 @@ class ClusteredWarmup:
     @property
     def needs_seeding(self) -> bool:
         """True at the step where ``seed_clusters`` must be called (before that step)."""
-        return (
-            self.init_partition == "gradients" and self.clusters > 1 and self.step_count == self.assign_after
-        )
+        return self.init_partition != "random" and self.clusters > 1 and self.step_count == self.assign_after
 
-    def seed_clusters(self, grads: torch.Tensor) -> None:
-        """Partition the tasks by spherical k-means of ``grads`` (N, d), each task's likelihood gradient
-        at its current adapter, and start every centre from the shared one."""
-        if grads.shape != (self.n_tasks, self.dim):
-            raise ValueError(f"grads must be ({self.n_tasks}, {self.dim}), got {tuple(grads.shape)}")
-        self.z, _ = spherical_kmeans(grads, self.clusters, n_init=8, generator=self.generator)
+    @property
+    def needs_gradients(self) -> bool:
+        """True if ``seed_clusters`` needs the tasks' likelihood gradients (``init_partition="gradients"``)."""
+        return self.init_partition == "gradients"
+
+    def seed_clusters(self, grads: torch.Tensor | None = None) -> None:
+        """Partition the tasks and start the centres from the shared one.
+
+        ``"gradients"``: spherical k-means of ``grads`` (N, d), each task's likelihood gradient at its
+        current adapter. ``"offsets"`` (``grads`` unused): k-means of the offsets ``delta_i``; centre
+        ``k`` moves to the mean adapter of its tasks and the offsets are re-expressed around it, so no
+        ``theta_i`` changes."""
         for name in ("phis", "_phi_m", "_phi_v", "_phi_count"):
             value = getattr(self, name)
             value[:] = value[0].clone()
+        if self.init_partition == "offsets":
+            self.z, centroids = kmeans(self.delta, self.clusters, n_init=8, generator=self.generator)
+            centroids = centroids.to(self.delta)
+            self.phis += centroids
+            self.delta -= centroids[self.z]
+            return
+        if grads is None or grads.shape != (self.n_tasks, self.dim):
+            shape = None if grads is None else tuple(grads.shape)
+            raise ValueError(f"grads must be ({self.n_tasks}, {self.dim}), got {shape}")
+        self.z, _ = spherical_kmeans(grads, self.clusters, n_init=8, generator=self.generator)
 
     @property
     def phi(self) -> torch.Tensor:
@@ -225,7 +251,12 @@ class ClusteredWarmup:
     ) -> None:
         """``loss_fn(i, rows)``: task ``i``'s minibatch loss at each row ``(K, d)`` (for the assignment)."""
         idx = torch.as_tensor(task_index, dtype=torch.long).reshape(-1)
-        if loss_fn is not None and self.clusters > 1 and self.step_count > self.assign_after:
+        if (
+            self.reassign
+            and loss_fn is not None
+            and self.clusters > 1
+            and self.step_count > self.assign_after
+        ):
             for i in idx.tolist():
                 self.z[i] = int(torch.as_tensor(loss_fn(i, self.phis + self.delta[i])).argmin())
         single = not isinstance(task_index, torch.Tensor) or task_index.dim() == 0

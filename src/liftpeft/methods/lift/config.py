@@ -8,6 +8,7 @@ from typing import Any
 from liftpeft.core.gibbs import PHI_UPDATES
 from liftpeft.core.schedule import BURNIN_FRACTION, WARMUP_FRACTION, ChainSchedule, derived_phase_lengths
 from liftpeft.core.structured import SPREADS
+from liftpeft.core.warmup import INIT_PARTITIONS
 
 # the settings of LiftConfig that only affect test-time adaptation
 LIFT_TEST_TIME = (
@@ -18,7 +19,10 @@ LIFT_TEST_TIME = (
     "adapt_keep_last",
     "adapt_batch_size",
     "adapt_beta_scale",
+    "adapt_start",
 )
+
+ADAPT_STARTS = ("best", "all")
 
 
 TASK_BANKS = ("memory", "file")
@@ -89,6 +93,14 @@ class LiftConfig:
         default=1.0,
         metadata={"help": "test-time width of the task prior: beta x this (1 = the model's own beta)"},
     )
+    adapt_start: str = field(
+        default="best",
+        metadata={
+            "help": "mixture prior, component to adapt from: best (lowest train loss at the component "
+            "means, the paper) | all (adapt from every component, keep the run with the lowest train "
+            "loss after adaptation; K times the cost)"
+        },
+    )
     # the structured prior (SPEC section 10); each is a switch, all off is the paper's model
     spread: str = field(
         default="fixed",
@@ -104,7 +116,23 @@ class LiftConfig:
     cluster_init: str = field(
         default="random",
         metadata={
-            "help": "first partition of the tasks: random (balanced) | gradients (k-means of their gradients)"
+            "help": "first partition of the tasks: random (balanced) | gradients (k-means of their gradients) "
+            "| offsets (k-means of their adapters after a shared warm-up)"
+        },
+    )
+    shared_warmup: float | None = field(
+        default=None,
+        metadata={
+            "help": "fraction of the warm-up with one shared centre before the first partition "
+            "(gradients, offsets; default 0.25, offsets 0.5)"
+        },
+    )
+    warmup_reassign: bool | None = field(
+        default=None,
+        metadata={
+            "help": "after the first partition, move each visited warm-up task to the centre that fits it "
+            "best (default: yes, except after offsets seeding; with few examples per task every centre "
+            "fits and reassignment collapses clusters)"
         },
     )
     tail_dof: float | None = field(
@@ -146,8 +174,12 @@ class LiftConfig:
             raise ValueError(f"spread must be one of {SPREADS}, got {self.spread!r}")
         if self.clusters < 1:
             raise ValueError(f"clusters must be >= 1, got {self.clusters}")
-        if self.cluster_init not in ("gradients", "random"):
-            raise ValueError(f"cluster_init must be 'gradients' or 'random', got {self.cluster_init!r}")
+        if self.cluster_init not in INIT_PARTITIONS:
+            raise ValueError(f"cluster_init must be one of {INIT_PARTITIONS}, got {self.cluster_init!r}")
+        if self.adapt_start not in ADAPT_STARTS:
+            raise ValueError(f"adapt_start must be one of {ADAPT_STARTS}, got {self.adapt_start!r}")
+        if self.shared_warmup is not None and not 0.0 <= self.shared_warmup < 1.0:
+            raise ValueError(f"shared_warmup must be in [0, 1), got {self.shared_warmup}")
         if self.tail_dof is not None and not self.tail_dof > 0:
             raise ValueError(f"tail_dof must be > 0 (or unset for Gaussian tails), got {self.tail_dof}")
         if not (self.spread_a0 > 0 and self.cluster_alpha > 0):
@@ -163,6 +195,20 @@ class LiftConfig:
         """Whether any piece of the structured prior is on (then ``k`` and ``extra_k`` are unused: the
         prior's components are the task clusters)."""
         return self.spread != "fixed" or self.clusters > 1 or self.tail_dof is not None
+
+    @property
+    def cluster_seed_step(self) -> int:
+        """The warm-up step at which the tasks are first partitioned (``shared_warmup`` of the warm-up)."""
+        default = 0.5 if self.cluster_init == "offsets" else 0.25
+        fraction = default if self.shared_warmup is None else self.shared_warmup
+        return int(self.warmup_steps * fraction)
+
+    @property
+    def reassigns_in_warmup(self) -> bool:
+        """Whether the clustered warm-up reassigns tasks after the first partition."""
+        if self.warmup_reassign is not None:
+            return bool(self.warmup_reassign)
+        return self.cluster_init != "offsets"
 
     @property
     def schedule(self) -> ChainSchedule:

@@ -126,8 +126,9 @@ class LiftTrainer:
                 config.clusters,
                 generator=torch.Generator().manual_seed(self.seed + 3),
                 init=problem.theta0.float(),
-                assign_after=config.warmup_steps // 4,
+                assign_after=config.cluster_seed_step,
                 init_partition=config.cluster_init,
+                reassign=config.reassigns_in_warmup,
             )
         else:
             self.warmup = HierarchicalWarmup(prior, n, d, config.warmup_lr, init=problem.theta0.float())
@@ -261,7 +262,12 @@ class LiftTrainer:
                 try:
                     if phase == "warmup" and isinstance(self.warmup, ClusteredWarmup):
                         if self.warmup.needs_seeding:
-                            self.warmup.seed_clusters(self._task_gradients(self.warmup.theta))
+                            grads = (
+                                self._task_gradients(self.warmup.theta)
+                                if self.warmup.needs_gradients
+                                else None
+                            )
+                            self.warmup.seed_clusters(grads)
                         self.warmup.step(index, self._grad_fn(tasks), loss_fn=self._losses)
                     elif phase == "warmup":
                         self.warmup.step(index, self._grad_fn(tasks))
