@@ -113,11 +113,12 @@ class LiftConfig:
         default=1, metadata={"help": "task clusters with their own centres (1 = one shared centre)"}
     )
     cluster_alpha: float = field(default=1.0, metadata={"help": "Dirichlet concentration per cluster"})
-    cluster_init: str = field(
-        default="random",
+    cluster_init: str | None = field(
+        default=None,
         metadata={
-            "help": "first partition of the tasks: random (balanced) | gradients (k-means of their gradients) "
-            "| offsets (k-means of their adapters after a shared warm-up)"
+            "help": "first partition of the tasks: offsets (k-means of their adapters after a shared "
+            "warm-up; the default) | random (balanced; the default of a sharded run) | gradients "
+            "(k-means of their gradients)"
         },
     )
     shared_warmup: float | None = field(
@@ -174,7 +175,7 @@ class LiftConfig:
             raise ValueError(f"spread must be one of {SPREADS}, got {self.spread!r}")
         if self.clusters < 1:
             raise ValueError(f"clusters must be >= 1, got {self.clusters}")
-        if self.cluster_init not in INIT_PARTITIONS:
+        if self.cluster_init is not None and self.cluster_init not in INIT_PARTITIONS:
             raise ValueError(f"cluster_init must be one of {INIT_PARTITIONS}, got {self.cluster_init!r}")
         if self.adapt_start not in ADAPT_STARTS:
             raise ValueError(f"adapt_start must be one of {ADAPT_STARTS}, got {self.adapt_start!r}")
@@ -197,9 +198,14 @@ class LiftConfig:
         return self.spread != "fixed" or self.clusters > 1 or self.tail_dof is not None
 
     @property
+    def partition(self) -> str:
+        """The first partition of a one-process run (``cluster_init``, default ``"offsets"``)."""
+        return self.cluster_init or "offsets"
+
+    @property
     def cluster_seed_step(self) -> int:
         """The warm-up step at which the tasks are first partitioned (``shared_warmup`` of the warm-up)."""
-        default = 0.5 if self.cluster_init == "offsets" else 0.25
+        default = 0.5 if self.partition == "offsets" else 0.25
         fraction = default if self.shared_warmup is None else self.shared_warmup
         return int(self.warmup_steps * fraction)
 
@@ -208,7 +214,7 @@ class LiftConfig:
         """Whether the clustered warm-up reassigns tasks after the first partition."""
         if self.warmup_reassign is not None:
             return bool(self.warmup_reassign)
-        return self.cluster_init != "offsets"
+        return self.partition != "offsets"
 
     @property
     def schedule(self) -> ChainSchedule:

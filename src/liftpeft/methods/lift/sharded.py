@@ -106,11 +106,13 @@ class ShardedLiftTrainer:
         self.on_log = on_log if self.comm.rank == 0 else None
         if config.task_bank == "file" and self.workdir is None:
             raise MetaTrainingError("task_bank='file' needs an output directory for the bank files")
-        if config.clusters > 1 and (config.cluster_init != "random" or config.warmup_reassign is False):
+        if config.clusters > 1 and (
+            config.cluster_init not in (None, "random") or config.warmup_reassign is False
+        ):
             raise MetaTrainingError(
                 f"a sharded run starts its clusters from a random partition and reassigns them in the "
-                f"warm-up; set cluster_init=random (not {config.cluster_init!r}) and leave warmup_reassign "
-                "unset, or run in one process"
+                f"warm-up; leave cluster_init unset or random (not {config.cluster_init!r}) and "
+                "warmup_reassign unset, or run in one process"
             )
         n, d = len(problem.train), problem.dim
         self.comm.same_everywhere("tasks and settings", self._fingerprint())

@@ -127,7 +127,7 @@ class LiftTrainer:
                 generator=torch.Generator().manual_seed(self.seed + 3),
                 init=problem.theta0.float(),
                 assign_after=config.cluster_seed_step,
-                init_partition=config.cluster_init,
+                init_partition=config.partition,
                 reassign=config.reassigns_in_warmup,
             )
         else:
