@@ -1,7 +1,8 @@
 """The structured prior's first partition on the clustered family: random, gradients or offsets.
 
 For each `cluster_init` and family seed: 3 clusters of softmax heads, 30 training tasks of 100
-examples, 30 new tasks with 20 shots (the chain of `tests/methods/test_structured_lift.py`). Prints the
+examples, 30 new tasks with 20 shots (the chain of `tests/fixtures/clustered_chain.py`, which
+`tests/methods/test_structured_lift.py` checks). Prints the
 training tasks' adjusted Rand index against the true clusters and the fraction of new tasks whose most
 responsible component after adaptation is their own cluster, then the means over seeds.
 
@@ -11,41 +12,13 @@ responsible component after adaptation is their own cluster, then the means over
 from __future__ import annotations
 
 import argparse
-import itertools
+import sys
+from pathlib import Path
 
 import torch
-from sklearn.metrics import adjusted_rand_score
 
-from liftpeft.data.synthetic.clustered import clustered_family
-from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
-
-
-def one_run(cluster_init: str, seed: int) -> tuple[float, float]:
-    bench = clustered_family(
-        n_clusters=3,
-        n_train_tasks=30,
-        n_dev_tasks=0,
-        n_test_tasks=30,
-        n_train=20,
-        n_train_meta=100,
-        seed=seed,
-    )
-    config = LiftConfig(
-        sigma=1.0, beta=1.0, warmup_lr=1e-2, step_size=1e-2, steps=1500, warmup_steps=500, burnin_steps=500,
-        thin=10, batch_size=16, clusters=3, spread="global", adapt_method="map", adapt_steps=50,
-        adapt_batch_size=20, cluster_init=cluster_init,
-    )  # fmt: skip
-    prior = LiftTrainer(bench.meta_problem(), config, seed=0).run()
-    assignments = prior.structure["assignments"]
-    labels = [max(range(3), key=lambda k: probs[k]) for probs in assignments.values()]
-    ari = adjusted_rand_score([t.cluster for t in bench.train], labels)
-    found = [
-        int(torch.tensor(adapt_to_task(prior, t, config).report["responsibilities"]).argmax())
-        for t in bench.test
-    ]
-    truth = [t.cluster for t in bench.test]
-    right = max(sum(p[f] == t for f, t in zip(found, truth)) for p in itertools.permutations(range(3)))
-    return ari, right / len(truth)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
+from clustered_chain import run_chain
 
 
 def main() -> None:
@@ -59,7 +32,7 @@ def main() -> None:
     print("| cluster_init | " + " | ".join(f"seed {s}" for s in range(args.seeds)) + " | mean |")
     print("|---" * (args.seeds + 2) + "|")
     for init in inits:
-        runs = [one_run(init, seed) for seed in range(args.seeds)]
+        runs = [run_chain(init, seed)[1:] for seed in range(args.seeds)]
         cells = " | ".join(f"{ari:.2f} / {acc:.2f}" for ari, acc in runs)
         mean_ari = sum(r[0] for r in runs) / len(runs)
         mean_acc = sum(r[1] for r in runs) / len(runs)

@@ -1,20 +1,23 @@
 """LiFT with the structured prior (SPEC section 10): clusters recovered, resume, the saved prior."""
 
-import itertools
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
 from liftpeft import api
-from liftpeft.data.synthetic.clustered import clustered_family
 from liftpeft.learned_prior import LearnedPrior, PriorFormatError
 from liftpeft.methods import MetaProblem
-from liftpeft.methods.lift import LiftConfig, LiftTrainer, adapt_to_task
+from liftpeft.methods.lift import LiftConfig, LiftTrainer
 from liftpeft.methods.lift.variants import LIFT_VARIANTS
 from liftpeft.peft_integration import PeftBackbone, PeftTaskObjective
 from liftpeft.tasks import read_task_collection
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from clustered_chain import run_chain
 
 
 @pytest.mark.parametrize(("cluster_init", "family_seed"), [("random", 0), ("gradients", 0), ("offsets", 4)])
@@ -33,31 +36,9 @@ def test_clusters_of_a_clustered_family_are_recovered_and_new_tasks_find_theirs(
     default) 0.85 / 0.91, random 0.82 / 0.92, gradients 0.78 / 0.88; offsets is checked on seed 4
     (ARI 1.0; on seeds 0 and 7 it merges two clusters).
     With 10 shots instead of 20 the new-task accuracy drops to 0.80 (seed 0)."""
-    bench = clustered_family(
-        n_clusters=3,
-        n_train_tasks=30,
-        n_dev_tasks=0,
-        n_test_tasks=30,
-        n_train=20,
-        n_train_meta=100,
-        seed=family_seed,
-    )
-    config = LiftConfig(
-        sigma=1.0, beta=1.0, warmup_lr=1e-2, step_size=1e-2, steps=1500, warmup_steps=500, burnin_steps=500,
-        thin=10, batch_size=16, clusters=3, spread="global", adapt_method="map", adapt_steps=50,
-        adapt_batch_size=20, cluster_init=cluster_init,
-    )  # fmt: skip
-    prior = LiftTrainer(bench.meta_problem(), config, seed=0).run()
-    assignments = prior.structure["assignments"]
-    labels = [max(range(3), key=lambda k: probs[k]) for probs in assignments.values()]
-    assert adjusted_rand_score([t.cluster for t in bench.train], labels) >= 0.9
-    found = [
-        int(torch.tensor(adapt_to_task(prior, t, config).report["responsibilities"]).argmax())
-        for t in bench.test
-    ]
-    truth = [t.cluster for t in bench.test]
-    right = max(sum(p[f] == t for f, t in zip(found, truth)) for p in itertools.permutations(range(3)))
-    assert right / len(truth) >= 0.9
+    prior, ari, accuracy = run_chain(cluster_init, family_seed)
+    assert ari >= 0.9
+    assert accuracy >= 0.9
     # the learned spread is the family's (task heads spread 0.25 around their cluster's), far below
     # the prior's beta = 1; only the difference of the two rows of a head is seen by the data
     assert prior.task_variance is not None and 0.1 < prior.beta < 0.5
