@@ -58,3 +58,34 @@ def test_adapting_from_every_component_keeps_the_run_that_fits_best():
 def test_adapt_start_is_checked():
     with pytest.raises(ValueError, match="adapt_start must be one of"):
         LiftConfig(adapt_start="first")
+
+
+def test_gain_cap_comes_from_the_task_prior():
+    assert LiftConfig().theta_max_gain is None
+    config = LiftConfig(gain_cap=True, beta=0.01, step_size=1e-3)
+    assert config.theta_max_gain == pytest.approx(0.4 / (1e-3 * 1e4))
+    assert LiftConfig(gain_cap=True, preconditioner=None).theta_max_gain is None
+
+
+def test_capped_adaptation_stays_near_the_prior_where_the_task_has_no_gradient():
+    """A task that constrains only coordinate 0: with beta = 0.01 and pSGLD step 1e-3, the other
+    coordinates are thrown ~10 out on the first step uncapped, and stay within a few beta capped."""
+
+    class FirstCoordinate(DoubleWell):
+        def loss(self, theta, idx=None, split="train"):
+            return (theta[0] - 0.01) ** 2
+
+    prior = LearnedPrior(
+        weights=torch.ones(1, dtype=torch.float64),
+        means=torch.zeros(1, 50, dtype=torch.float64),
+        covariances=torch.full((1, 50), 1e-6, dtype=torch.float64),
+        center=torch.zeros(50, dtype=torch.float64),
+        beta=0.01,
+        sigma=0.01,
+    )
+    spread = {}
+    for cap in (False, True):
+        config = LiftConfig(adapt_steps=30, step_size=1e-3, beta=0.01, gain_cap=cap)
+        spread[cap] = float(adapt_to_task(prior, FirstCoordinate(), config).theta[1:].abs().max())
+    assert spread[False] > 1.0
+    assert spread[True] < 0.05

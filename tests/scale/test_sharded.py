@@ -140,8 +140,12 @@ def test_ranks_started_with_other_settings_are_refused(tmp_path):
     assert not (tmp_path / "mismatch.safetensors").exists()
 
 
-def test_a_sharded_run_refuses_a_first_partition_it_does_not_implement():
+def test_a_sharded_run_refuses_settings_it_does_not_implement():
     config = sharded_run.config("structured")
     config.cluster_init = "offsets"
     with pytest.raises(MetaTrainingError, match="leave cluster_init unset or random"):
+        ShardedLiftTrainer(sharded_run.problem(), config, seed=0)
+    config = sharded_run.config("paper-sync4")
+    config.gain_cap = True
+    with pytest.raises(MetaTrainingError, match="gain_cap is not implemented in a sharded run"):
         ShardedLiftTrainer(sharded_run.problem(), config, seed=0)

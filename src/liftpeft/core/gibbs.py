@@ -96,6 +96,7 @@ class SGLDGibbs:
         device: torch.device | str | None = None,
         resync_every: int = 1000,
         check_stability: bool = True,
+        rmsprop_max_gain: float | None = None,
     ) -> None:
         if phi_update not in PHI_UPDATES:
             raise ValueError(f"phi_update must be one of {PHI_UPDATES}, got {phi_update!r}")
@@ -115,7 +116,7 @@ class SGLDGibbs:
         self.phi_update = phi_update
         self.temperature = float(temperature)
         self.preconditioner = preconditioner
-        self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
+        self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps, rmsprop_max_gain)
         self.rmsprop_alpha = rmsprop_alpha
         self.rmsprop_eps = rmsprop_eps
         self.resync_every = int(resync_every)

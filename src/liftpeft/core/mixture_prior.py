@@ -20,7 +20,7 @@ import torch
 
 from liftpeft.core.gaussian import mixture_grad_log_prob, mixture_log_joint
 from liftpeft.core.gibbs import NonFiniteError
-from liftpeft.core.sgld import check_step_size, langevin_kernel, recommended_step_size
+from liftpeft.core.sgld import check_step_size, gain_cap, langevin_kernel, recommended_step_size
 
 
 class FittedMixture(Protocol):
@@ -149,6 +149,7 @@ def adapt(
     preconditioner: str | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
     component: int | None = None,
+    cap_gain: bool = False,
 ) -> AdaptResult:
     """Adapt a new task's adapter under the mixture prior.
 
@@ -161,6 +162,8 @@ def adapt(
         keep_last: number ``M`` of final iterates to keep.
         init: starting point; default is the mean of ``component``, or of ``prior.best_component(loss_fn)``.
         component: the mixture component to start from (ignored if ``init`` is given).
+        cap_gain: with ``preconditioner="rmsprop"``, cap its gain at ``gain_cap(step_size, curvature)``
+            of the prior's stiffest component (see ``core.sgld.psgld_step``).
         seed: seed of the Langevin noise.
         preconditioner: ``None`` or ``"rmsprop"`` (pSGLD).
         callback: called as ``callback(step, theta)`` after each step (progress, logging).
@@ -190,7 +193,8 @@ def adapt(
         init = prior.means[component]
     theta = init.detach().to(torch.float32 if init.dtype == torch.float64 else init.dtype).clone()
     generator = torch.Generator(device=theta.device).manual_seed(int(seed))
-    kernel = langevin_kernel(preconditioner)
+    max_gain = gain_cap(step_size, prior.curvature) if cap_gain and preconditioner else None
+    kernel = langevin_kernel(preconditioner, max_gain=max_gain)
     state = kernel.init(theta)
     kept: list[torch.Tensor] = []
     for step in range(steps):

@@ -94,8 +94,14 @@ def psgld_step(
     temperature: float = 1.0,
     alpha: float = 0.99,
     eps: float = 1e-5,
+    max_gain: float | None = None,
 ) -> tuple[torch.Tensor, PSGLDState]:
-    """One RMSprop-preconditioned SGLD step; returns ``(new_position, new_state)``."""
+    """One RMSprop-preconditioned SGLD step; returns ``(new_position, new_state)``.
+
+    ``max_gain`` caps ``G``. Uncapped, ``G`` reaches ``1/eps`` where the gradient is (near) zero, e.g.
+    along LoRA's A while B = 0: there the step ``eta G`` overshoots any prior and the noise
+    ``sqrt(eta G)`` throws the chain far out (``gain_cap`` gives the cap that keeps a prior-only
+    direction stable)."""
     _check_temperature(temperature)
     # Each line is one elementwise operation of the formula, in the formula's order; results go into
     # fresh buffers that are then updated in place (3 large temporaries instead of ~12).
@@ -105,6 +111,8 @@ def psgld_step(
     # preconditioner 1/sqrt(1-a) = 10x too large, which throws the chain far out at the start.
     precond = square_avg / (1.0 - torch.as_tensor(alpha, dtype=square_avg.dtype) ** count)
     precond.sqrt_().add_(eps).reciprocal_()  # G = 1 / (eps + sqrt(V' / (1 - a^t))), diagonal
+    if max_gain is not None:
+        precond.clamp_(max=max_gain)
     new = _add_into(_mul_into(precond * (0.5 * step_size), grad), position)
     if temperature > 0:
         scale = precond.mul_(step_size * temperature).sqrt_()  # sqrt(eta T G), reusing G's buffer
@@ -124,8 +132,11 @@ class LangevinKernel(NamedTuple):
     step: Callable[..., tuple[torch.Tensor, Any]]
 
 
-def langevin_kernel(preconditioner: str | None, alpha: float = 0.99, eps: float = 1e-5) -> LangevinKernel:
-    """SGLD (``preconditioner=None``) or RMSprop-preconditioned SGLD (``"rmsprop"``)."""
+def langevin_kernel(
+    preconditioner: str | None, alpha: float = 0.99, eps: float = 1e-5, max_gain: float | None = None
+) -> LangevinKernel:
+    """SGLD (``preconditioner=None``) or RMSprop-preconditioned SGLD (``"rmsprop"``, its gain capped at
+    ``max_gain`` if given)."""
     if preconditioner is None:
 
         def sgld(position, grad, state, step_size, generator, temperature=1.0):
@@ -135,10 +146,22 @@ def langevin_kernel(preconditioner: str | None, alpha: float = 0.99, eps: float 
     if preconditioner == "rmsprop":
 
         def psgld(position, grad, state, step_size, generator, temperature=1.0):
-            return psgld_step(position, grad, state, step_size, generator, temperature, alpha, eps)
+            return psgld_step(position, grad, state, step_size, generator, temperature, alpha, eps, max_gain)
 
         return LangevinKernel(psgld_init, psgld)
     raise ValueError(f"preconditioner must be None or 'rmsprop', got {preconditioner!r}")
+
+
+GAIN_CAP_STEP = 0.4  # eta G lam at the cap: a prior-only direction's variance is inflated by <= 1.11
+
+
+def gain_cap(step_size: float, curvature: float) -> float:
+    """The pSGLD gain at which a direction constrained only by a Gaussian prior of this curvature
+    takes the step ``eta G lam = 0.4``: stable (divergence at 4) and its variance inflated by
+    ``1 / (1 - 0.4 / 4) = 1.11``."""
+    if not (step_size > 0 and curvature > 0):
+        raise ValueError(f"need step_size > 0 and curvature > 0, got {step_size}, {curvature}")
+    return GAIN_CAP_STEP / (step_size * curvature)
 
 
 def max_stable_step_size(curvature: float) -> float:

@@ -195,6 +195,7 @@ class StructuredGibbs:
         check_stability: bool = True,
         jitter: bool = False,
         spread_every: int = 10,
+        rmsprop_max_gain: float | None = None,
     ) -> None:
         if n_tasks < model.clusters:
             raise ValueError(f"{model.clusters} clusters need at least as many tasks, got {n_tasks}")
@@ -204,7 +205,7 @@ class StructuredGibbs:
         self.n_tasks, self.dim = int(n_tasks), model.dim
         self.step_size, self.temperature = float(step_size), float(temperature)
         self.preconditioner = preconditioner
-        self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps)
+        self.kernel = langevin_kernel(preconditioner, rmsprop_alpha, rmsprop_eps, rmsprop_max_gain)
         self.resync_every = int(resync_every)
         if spread_every < 1:
             raise ValueError(f"spread_every must be >= 1, got {spread_every}")

@@ -59,6 +59,7 @@ def adapt_to_task(prior: LearnedPrior, task: TaskObjective, config: LiftConfig, 
                 loss_fn=selection_loss if prior.n_components > 1 else None,
                 seed=seed,
                 preconditioner=config.preconditioner,
+                cap_gain=config.gain_cap,
                 callback=lambda step, theta: bar.update(1),
             )
             after = sum(selection_loss(s) for s in run.samples) / len(run.samples) if len(starts) > 1 else 0.0

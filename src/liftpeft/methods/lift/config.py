@@ -7,6 +7,7 @@ from typing import Any
 
 from liftpeft.core.gibbs import PHI_UPDATES
 from liftpeft.core.schedule import BURNIN_FRACTION, WARMUP_FRACTION, ChainSchedule, derived_phase_lengths
+from liftpeft.core.sgld import gain_cap
 from liftpeft.core.structured import SPREADS
 from liftpeft.core.warmup import INIT_PARTITIONS
 
@@ -51,6 +52,14 @@ class LiftConfig:
     step_size: float = field(default=1e-3, metadata={"help": "SGLD step size for the task adapters"})
     phi_step_size: float | None = field(default=None, metadata={"help": "SGLD step for phi (cavity/exact)"})
     preconditioner: str | None = field(default="rmsprop", metadata={"help": "None or 'rmsprop' (pSGLD)"})
+    gain_cap: bool = field(
+        default=False,
+        metadata={
+            "help": "cap pSGLD's gain where only the prior constrains a coordinate (a step there is "
+            "0.4 of the prior's stable step); off: the original pSGLD, whose gain reaches 1e5 where a "
+            "gradient is zero, e.g. LoRA's A while B = 0"
+        },
+    )
     steps: int = field(default=20_000, metadata={"help": "total meta-training steps"})
     warmup_steps: int | None = field(
         default=None,
@@ -196,6 +205,14 @@ class LiftConfig:
         """Whether any piece of the structured prior is on (then ``k`` and ``extra_k`` are unused: the
         prior's components are the task clusters)."""
         return self.spread != "fixed" or self.clusters > 1 or self.tail_dof is not None
+
+    @property
+    def theta_max_gain(self) -> float | None:
+        """The pSGLD gain cap of the task adapters' steps (``gain_cap``; from the task prior's
+        curvature ``1/beta^2``), or ``None``."""
+        if not (self.gain_cap and self.preconditioner):
+            return None
+        return gain_cap(self.step_size, 1.0 / self.beta**2)
 
     @property
     def partition(self) -> str:

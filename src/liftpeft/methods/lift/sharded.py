@@ -114,6 +114,10 @@ class ShardedLiftTrainer:
                 f"warm-up; leave cluster_init unset or random (not {config.cluster_init!r}) and "
                 "warmup_reassign unset, or run in one process"
             )
+        if config.gain_cap:
+            raise MetaTrainingError(
+                "gain_cap is not implemented in a sharded run; unset it or run in one process"
+            )
         n, d = len(problem.train), problem.dim
         self.comm.same_everywhere("tasks and settings", self._fingerprint())
         if n < self.comm.world_size:

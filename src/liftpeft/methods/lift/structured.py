@@ -38,6 +38,7 @@ def build_sampler(problem: MetaProblem, config: LiftConfig, seed: int) -> Struct
         temperature=config.temperature,
         seed=seed,
         preconditioner=config.preconditioner,
+        rmsprop_max_gain=config.theta_max_gain,
     )
 
 

@@ -115,6 +115,7 @@ class LiftTrainer:
                 phi_step_size=config.phi_step_size,
                 preconditioner=config.preconditioner,
                 init=problem.theta0.float(),
+                rmsprop_max_gain=config.theta_max_gain,
             )
         self.warmup: HierarchicalWarmup | ClusteredWarmup
         if config.structured and config.clusters > 1:
