@@ -206,7 +206,12 @@ def test_merge_split_grid_equals_one_run(tiny_config, tmp_path):
     run_bench(tiny_config, ["no-meta", "union"], [0], tmp_path / "a", data=data, command="cmd a")
     run_bench(tiny_config, ["no-meta", "union"], [1], tmp_path / "b", data=data, command="cmd b")
     run_bench(tiny_config, ["no-meta"], [1], tmp_path / "c", data=data, command="cmd c")  # overlaps b
+    (tmp_path / "a" / "cost.jsonl").write_text('{"method": "union", "meta_iteration_seconds": 0.5}\n')
+    (tmp_path / "b" / "cost.jsonl").write_text('{"method": "union", "meta_iteration_seconds": 9.0}\n')
     added = merge_results([tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "all")
+    # the cost table comes along (the first source's row of a method wins)
+    costs = [json.loads(line) for line in (tmp_path / "all" / "cost.jsonl").read_text().splitlines()]
+    assert costs == [{"method": "union", "meta_iteration_seconds": 0.5}]
     rows = read_rows(tmp_path / "all")
     assert added["rows"] == len(rows) == 2 * 2 * 3  # methods x seeds x tasks, the overlap counted once
     keys = {(r["method"], r["seed"], r["task"]) for r in rows}

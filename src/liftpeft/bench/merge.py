@@ -1,9 +1,10 @@
 """Merge results directories of one benchmark (a grid split over processes or machines) into one.
 
 ``merge_results(sources, out)`` adds to ``out`` every row of each source whose (method, seed,
-split, task) ``out`` does not have yet, copies meta-trained states ``out`` lacks, and appends the
-sources' commands to ``out``'s command history, so the merged directory reports and resumes like one
-run. Sources of another benchmark or split are refused. ``out``'s files are rewritten atomically.
+split, task) ``out`` does not have yet, copies meta-trained states ``out`` lacks, merges the cost
+tables (``cost.jsonl`` of ``benchmarks/method_cost.py``; a method ``out`` has keeps its row) and
+appends the sources' commands to ``out``'s command history, so the merged directory reports and
+resumes like one run. Sources of another benchmark or split are refused. ``out``'s files are rewritten atomically.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from liftpeft.atomic import atomic_write_json, atomic_write_text
 from liftpeft.bench.runner import RESULTS_FILE, RUN_FILE
 from liftpeft.evaluation.stats import read_rows
 from liftpeft.outputs import claim_output
+
+COST_FILE = "cost.jsonl"  # the cost table beside the results (evaluation.report.read_costs)
+
+
+def _cost_lines(folder: Path) -> dict[str, str]:
+    path = folder / COST_FILE
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {json.loads(line)["method"]: line for line in lines if line.strip()}
 
 
 def _key(row: dict) -> tuple:
@@ -43,7 +52,10 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
     seen = {_key(r) for r in rows}
     identity = (run.get("benchmark"), run.get("split")) if run else None
     added_rows = added_states = 0
+    costs = _cost_lines(out)
     for folder in folders:
+        for method, line in _cost_lines(folder).items():
+            costs.setdefault(method, line)
         source_run = _run(folder)
         source_identity = (source_run.get("benchmark"), source_run.get("split"))
         if identity is None:
@@ -78,5 +90,7 @@ def merge_results(sources: list[str | os.PathLike], out: str | os.PathLike) -> d
     run["seeds"] = sorted({r["seed"] for r in rows})
     run["methods"] = list(dict.fromkeys(r["method"] for r in rows))
     atomic_write_text(out / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+    if costs:
+        atomic_write_text(out / COST_FILE, "".join(line + "\n" for line in costs.values()))
     atomic_write_json(out / RUN_FILE, run)
     return {"rows": added_rows, "states": added_states, "total_rows": len(rows)}
