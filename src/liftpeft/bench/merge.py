@@ -4,7 +4,8 @@
 split, task) ``out`` does not have yet, copies meta-trained states ``out`` lacks, merges the cost
 tables (``cost.jsonl`` of ``benchmarks/method_cost.py``; a method ``out`` has keeps its row) and
 appends the sources' commands to ``out``'s command history, so the merged directory reports and
-resumes like one run. Sources of another benchmark or split are refused. ``out``'s files are rewritten atomically.
+resumes like one run. Sources of another benchmark or split are refused. ``out``'s files are
+rewritten atomically.
 """
 
 from __future__ import annotations
