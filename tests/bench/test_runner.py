@@ -46,10 +46,18 @@ def tiny_config(tmp_path_factory, monkeypatch_module=None):
     }
 
 
-def test_grid_rows_resume_and_report(tiny_config, tmp_path):
+def test_grid_rows_resume_and_report(tiny_config, tmp_path, capsys, monkeypatch):
+    from liftpeft import progress
+
+    monkeypatch.setattr(progress, "_QUIET", False)
+    monkeypatch.delenv("LIFTPEFT_QUIET", raising=False)
     data = build_benchmark("rule-family", tiny_config["settings"])
     out = tmp_path / "run"
     results = run_bench(tiny_config, None, [0, 1], out, data=data)
+    # a log (stderr is no terminal here) gets a line as each cell starts and ends
+    log = capsys.readouterr().err
+    assert "bench rule-family [1/6] lift seed 0: meta-training, then 3 test tasks" in log
+    assert "[6/6] union seed 1: done" in log
     rows = read_rows(results)
     methods = {r["method"] for r in rows}
     assert methods == {"lift", "lift-k1", "no-meta", "union"}
@@ -61,6 +69,7 @@ def test_grid_rows_resume_and_report(tiny_config, tmp_path):
     # resume: a rerun adds nothing; removing rows makes the rerun fill exactly those
     run_bench(tiny_config, None, [0, 1], out, data=data)
     assert len(read_rows(results)) == 24
+    assert "meta-training" not in capsys.readouterr().err  # nothing left to run: no cell lines
     state_files = sorted((out / "states").glob("*/*"))
     stamps = {p: p.stat().st_mtime_ns for p in state_files}
     lift_rows = [r for r in read_rows(results) if r["method"] == "lift"]

@@ -152,3 +152,53 @@ def test_bench_runs_on_a_tiny_network(tmp_path, monkeypatch):
     assert all(r["metrics"]["chance_accuracy"] == pytest.approx(1 / 3) for r in rows)
     with pytest.raises(ValueError, match="architecture"):
         build_benchmark("vision-xdomain", {**TINY_BENCH, "architecture": "vit"})
+
+
+@pytest.mark.parametrize("combination_type", ["linear", "ties", "svd"])
+def test_merges_on_the_image_backbone_are_peft_add_weighted_adapter(combination_type):
+    """The LoRA on Conv2d layers merged through liftpeft is the network peft's own merge builds."""
+    import copy
+
+    import torch.nn.functional as F
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraModel
+
+    torch.manual_seed(0)
+    raw = load_lite0(None, tiny=True)
+    bb = VisionBackbone(copy.deepcopy(raw), TINY_PEFT, n_way=3, image_size=16)
+    thetas = bb.theta0 + 0.3 * torch.randn(3, bb.dim, generator=torch.Generator().manual_seed(1))
+    obj = VisionTaskObjective(bb, _task())
+    merged = obj.merge_adapters(thetas, [0.5, 0.3, 0.2], combination_type, density=0.5, seed=7)
+    assert list(bb.model.peft_config) == ["default"]  # the zoo's adapters are gone again
+    # peft alone: a fresh tuner holding the three adapters, merged by add_weighted_adapter
+    ref = LoraModel(copy.deepcopy(raw), LoraConfig(**TINY_PEFT), "a0")
+    for i in (1, 2):
+        ref.peft_config[f"a{i}"] = LoraConfig(**TINY_PEFT)
+        ref.inject_adapter(ref.model, f"a{i}")
+    params = dict(ref.model.named_parameters())
+    with torch.no_grad():
+        for i, theta in enumerate(thetas):
+            for name, value in bb.spec.unflatten(theta).items():
+                if "lora_" in name:
+                    params[name.replace(".default", f".a{i}")].copy_(value)
+    torch.manual_seed(7)
+    ref.add_weighted_adapter(
+        ["a0", "a1", "a2"], [0.5, 0.3, 0.2], "m", combination_type=combination_type, density=0.5
+    )
+    ref.set_adapter("m")
+    inputs = bb.inputs(_task().split("test")[0])
+    with torch.no_grad():
+        want = F.normalize(ref.model.eval()(inputs, start=bb.split).float(), dim=-1)
+        got = bb.features(merged, inputs)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, bb.features(thetas[0], inputs), atol=1e-3)
+    # the head sits outside the LoRA layers: the weighted mean of the adapters' heads
+    heads = torch.stack([bb.spec.unflatten(t)["head.weight"] for t in thetas])
+    expected = (torch.tensor([0.5, 0.3, 0.2])[:, None, None] * heads).sum(0)
+    assert torch.allclose(bb.spec.unflatten(merged)["head.weight"], expected, atol=1e-6)
+
+
+def test_arrow_refuses_the_image_backbone_in_one_sentence():
+    obj = VisionTaskObjective(_backbone(), _task())
+    with pytest.raises(ValueError, match="Conv2d"):
+        obj.arrow_objective(torch.zeros(2, obj.backbone.dim), top_k=1, router_temperature=1.0, seed=0)

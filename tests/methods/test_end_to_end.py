@@ -68,3 +68,43 @@ def test_method_meta_trains_and_adapts(name, tiny_problem):
     n = task.n_examples("test")
     assert metrics["n"] == n and math.isfinite(metrics["loss"]) and metrics["loss"] > 0
     assert metrics["accuracy"] * n == pytest.approx(round(metrics["accuracy"] * n))  # a count of hits
+
+
+def test_zoo_lift_fits_the_structured_prior_from_the_zoo(tiny_problem):
+    problem, held_out = tiny_problem
+    method = build_method("zoo-lift", **{**TINY["zoo-lift"], "spread": "tensor", "tail_dof": 4.0})
+    prior = method.meta_train(problem, seed=0)
+    assert prior.structure is not None and prior.dof == 4.0 and prior.task_variance is not None
+    assert prior.n_components == 2 and method.config.lift_config().clusters == 2
+    samples = method.adapt(prior, held_out[0], seed=0)
+    assert torch.isfinite(samples).all()
+    with pytest.raises(ValueError, match="spread must be one of"):
+        build_method("zoo-lift", spread="per-layer")
+
+
+def test_gain_cap_reaches_the_samplers_of_the_bayesian_ablations(tiny_problem, monkeypatch):
+    """shared-bayes caps its meta-training pSGLD and both ablations cap test-time pSGLD at the prior's
+    stable gain (see lift's gain_cap); off by default."""
+    from liftpeft.core.sgld import gain_cap
+    from liftpeft.methods import shared_bayes, taskwise_bayes
+
+    problem, held_out = tiny_problem
+    seen = {"max_gain": [], "cap_gain": []}
+    kernel, adapt = shared_bayes.langevin_kernel, taskwise_bayes.adapt
+
+    def spy_kernel(preconditioner, **kw):
+        seen["max_gain"].append(kw.get("max_gain"))
+        return kernel(preconditioner, **kw)
+
+    def spy_adapt(*args, **kw):
+        seen["cap_gain"].append(kw.get("cap_gain"))
+        return adapt(*args, **kw)
+
+    monkeypatch.setattr(shared_bayes, "langevin_kernel", spy_kernel)
+    monkeypatch.setattr(taskwise_bayes, "adapt", spy_adapt)
+    for cap in (False, True):
+        method = build_method("shared-bayes", **{**TINY["shared-bayes"], "gain_cap": cap})
+        method.adapt(method.meta_train(problem, seed=0), held_out[0], seed=0)
+    sigma, step = TINY["shared-bayes"]["sigma"], method.config.step_size
+    assert seen["max_gain"] == [None, pytest.approx(gain_cap(step, 1.0 / sigma**2))]
+    assert seen["cap_gain"] == [False, True]

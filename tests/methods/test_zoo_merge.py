@@ -132,3 +132,17 @@ def test_every_zoo_method_builds_the_same_zoo_from_the_same_settings():
         build_method(n, **settings).meta_train(problem, seed=2) for n in ("merge-ties", "lorahub", "arrow")
     ]
     assert zoos[0].shape == (4, 4) and all(torch.equal(zoos[0], z) for z in zoos[1:])
+
+
+def test_the_uniform_merge_is_computed_once_per_zoo_and_seed(zoo, monkeypatch):
+    _, backbone, thetas, _ = zoo
+    task = PeftTaskObjective(backbone, rule_family(1, seed=0, n_train=4, n_dev=2, n_test=4)[0])
+    method = build_method("merge-linear", adapt_weights="uniform")
+    calls = []
+    merge = type(method).merge
+    monkeypatch.setattr(type(method), "merge", lambda self, *a, **k: calls.append(1) or merge(self, *a, **k))
+    first = method.adapt(thetas, task, seed=3)
+    assert torch.equal(method.adapt(thetas, task, seed=3), first) and len(calls) == 1
+    method.adapt(thetas, task, seed=4)  # another seed (DARE's masks): merged again
+    method.adapt(thetas.clone(), task, seed=4)  # another zoo object: merged again
+    assert len(calls) == 3

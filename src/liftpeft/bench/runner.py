@@ -41,7 +41,7 @@ from liftpeft.bench.benchmarks import (
 from liftpeft.config_files import load_config_file
 from liftpeft.methods.base import available_methods, build_method, scoring_objective
 from liftpeft.outputs import claim_output
-from liftpeft.progress import progress_bar
+from liftpeft.progress import progress_bar, progress_line
 
 logger = logging.getLogger(__name__)
 
@@ -258,14 +258,17 @@ def run_bench(
     grid = [(name, seed) for name in methods for seed in seeds]
     bar = progress_bar(total=len(grid) * len(tasks), desc=f"bench {config['benchmark']}", unit="task")
     bar.update(sum(1 for name, seed in grid for t in tasks if (name, seed, split, t.name) in done))
+    started = time.monotonic()
     try:
-        for name, seed in grid:
+        for cell, (name, seed) in enumerate(grid, start=1):
             base, settings = resolved[name]
             method = build_method(base, **settings)
             variants = _variant_names(name, method, base)
             pending = [t for t in tasks if any((v, seed, split, t.name) not in done for v in variants)]
             if not pending:
                 continue
+            where = f"bench {config['benchmark']} [{cell}/{len(grid)}] {name} seed {seed}"
+            progress_line(f"{where}: meta-training, then {len(pending)} {split} tasks")
             state, meta_seconds = _meta_trained(
                 method, data, out / "states" / _state_key(base, method, seed), seed, base
             )
@@ -288,6 +291,10 @@ def run_bench(
                     done.add((variant, seed, split, task.name))
                     if variant == name:
                         bar.update(1)
+            progress_line(
+                f"{where}: done (meta-train {meta_seconds:.0f} s; {time.monotonic() - started:.0f} s "
+                "since this run started)"
+            )
     finally:
         bar.close()
     return results

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liftpeft.core.schedule import ChainSchedule
-from liftpeft.core.sgld import check_step_size, langevin_kernel, recommended_step_size
+from liftpeft.core.sgld import check_step_size, gain_cap, langevin_kernel, recommended_step_size
 from liftpeft.methods.base import MetaProblem, register
 from liftpeft.methods.taskwise_bayes import SGLD_ADAPT_TEST_TIME, SGLDAdaptConfig, sgld_adapt
 from liftpeft.objective import TaskObjective, loss_and_grad, sample_batch
@@ -97,7 +97,10 @@ def sample_shared_adapter(problem: MetaProblem, config: SharedBayesConfig, seed:
 
     warm = theta.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([warm], lr=config.warmup_lr)
-    kernel = langevin_kernel(config.preconditioner)
+    # the cap from the prior's curvature 1/sigma^2 (see lift's gain_cap); uncapped pSGLD throws the
+    # chain out along directions the data does not constrain
+    max_gain = gain_cap(config.step_size, 1.0 / config.sigma**2) if config.gain_cap else None
+    kernel = langevin_kernel(config.preconditioner, max_gain=max_gain)
     state = kernel.init(theta)
     kept: collections.deque[torch.Tensor] = collections.deque(maxlen=config.kept_samples)
     schedule = config.schedule

@@ -44,6 +44,12 @@ class SGLDAdaptConfig:
     adapt_temperature: float = field(default=1.0, metadata={"help": "SGLD temperature at test time"})
     adapt_keep_last: int = field(default=1, metadata={"help": "last iterates kept as samples (M)"})
     preconditioner: str | None = field(default="rmsprop", metadata={"help": "None or 'rmsprop' (pSGLD)"})
+    gain_cap: bool = field(
+        default=False,
+        metadata={
+            "help": "cap pSGLD's gain where only the prior constrains a coordinate (see lift's gain_cap)"
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("sigma", "tau", "adapt_step_size"):
@@ -105,6 +111,7 @@ def sgld_adapt(
             init=init.float(),
             seed=seed,
             preconditioner=config.preconditioner,
+            cap_gain=config.gain_cap,
             callback=lambda step, theta: bar.update(1),
         )
     finally:

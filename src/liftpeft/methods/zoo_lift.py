@@ -21,10 +21,14 @@ from liftpeft.zoo_prior import zoo_prior
 
 ZOO_LIFT_TEST_TIME = (
     "adapt_steps",
+    "adapt_step_size",
     "adapt_method",
     "adapt_temperature",
     "adapt_keep_last",
     "adapt_batch_size",
+    "adapt_beta_scale",
+    "adapt_start",
+    "gain_cap",
 )
 
 
@@ -43,6 +47,24 @@ class ZooLiftConfig(TaskAdapterConfig):
     adapt_temperature: float = field(default=1.0, metadata={"help": "SGLD temperature at test time"})
     adapt_keep_last: int = field(default=1, metadata={"help": "samples averaged in the predictive"})
     adapt_batch_size: int = field(default=16, metadata={"help": "examples per test-time step"})
+    adapt_step_size: float | None = field(default=None, metadata={"help": "defaults to step_size"})
+    adapt_beta_scale: float = field(
+        default=1.0, metadata={"help": "multiplies the task spread at test time (1: the fitted prior)"}
+    )
+    adapt_start: str = field(default="best", metadata={"help": "best | all mixture components (see lift)"})
+    gain_cap: bool = field(
+        default=False, metadata={"help": "cap pSGLD's gain at test time where only the prior constrains"}
+    )
+    spread: str = field(
+        default="fixed",
+        metadata={
+            "help": "task spread: fixed (beta) | learned from the zoo per global | tensor | coordinate"
+        },
+    )
+    tail_dof: float | None = field(
+        default=None,
+        metadata={"help": "Student-t components with these degrees of freedom (unset: Gaussian)"},
+    )
 
     def __post_init__(self) -> None:
         self.check_task_adapter_settings()
@@ -62,6 +84,13 @@ class ZooLiftConfig(TaskAdapterConfig):
             adapt_temperature=self.adapt_temperature,
             adapt_keep_last=self.adapt_keep_last,
             adapt_batch_size=self.adapt_batch_size,
+            adapt_step_size=self.adapt_step_size,
+            adapt_beta_scale=self.adapt_beta_scale,
+            adapt_start=self.adapt_start,
+            gain_cap=self.gain_cap,
+            spread=self.spread,
+            tail_dof=self.tail_dof,
+            clusters=self.k if self.spread != "fixed" or self.tail_dof is not None else 1,
         )
 
 
@@ -98,6 +127,8 @@ class ZooLift:
             backbone=problem.description,
             task_names=[t.name for t in problem.train],
             config={**c.lift_config().to_dict(), "seed": seed},
+            spread=c.spread,
+            tail_dof=c.tail_dof,
         )
 
     def adapt(self, state: LearnedPrior, task: TaskObjective, seed: int) -> torch.Tensor:

@@ -60,6 +60,7 @@ class ZooMerge:
 
     def __init__(self, config: ZooMergeConfig | None = None) -> None:
         self.config = config or ZooMergeConfig()
+        self._uniform: dict[str, tuple] = {}  # the last uniform merge: (zoo, backbone, seed, merged)
 
     def meta_train(self, problem: MetaProblem, seed: int) -> torch.Tensor:
         return train_task_adapters(problem.train, problem.theta0, self.config, seed)
@@ -68,16 +69,31 @@ class ZooMerge:
         density = self.config.adapt_density if "ties" in self.combination_type else None
         return task.merge_adapters(zoo, weights, self.combination_type, density=density, seed=seed)
 
+    def uniform_merge(self, zoo: torch.Tensor, task: MergeObjective, seed: int) -> torch.Tensor:
+        """The uniform merge of the whole zoo: the same for every task on one backbone, so it is computed
+        once per zoo, backbone and seed (peft's merge of 150 adapters takes seconds; a grid asks for it
+        on every test task)."""
+        backbone = getattr(task, "backbone", task)
+        hit = self._uniform.get("key")
+        if hit is None or hit[0] is not zoo or hit[1] is not backbone or hit[2] != seed:
+            # the zoo and backbone are held, so ``is`` cannot match a new object at a reused address
+            merged = self.merge(zoo, task, uniform_weights(len(zoo)), seed)
+            self._uniform["key"] = (zoo, backbone, seed, merged)
+        return self._uniform["key"][3].clone()
+
     def choose(self, zoo: torch.Tensor, task: TaskObjective, seed: int) -> torch.Tensor:
         """The merge the weights setting asks for, ``(d,)``."""
         merger = require_merge(task, self.name)
         if self.config.adapt_weights == "uniform":
-            return self.merge(zoo, merger, uniform_weights(len(zoo)), seed)
+            return self.uniform_merge(zoo, merger, seed)
         batch = self.config.adapt_batch_size
         order = sorted(range(len(zoo)), key=lambda i: support_loss(task, zoo[i], batch))
         best, best_loss = None, float("inf")
         for m in grid_sizes(len(zoo)):
-            candidate = self.merge(zoo[order[:m]], merger, uniform_weights(m), seed)
+            if m == len(zoo):  # every adapter: the uniform merge, whatever the order
+                candidate = self.uniform_merge(zoo, merger, seed)
+            else:
+                candidate = self.merge(zoo[order[:m]], merger, uniform_weights(m), seed)
             loss = support_loss(task, candidate, batch)
             if loss < best_loss:
                 best, best_loss = candidate, loss

@@ -53,6 +53,26 @@ def _renamed(name: str, adapter: str) -> str:
     return name.replace(".default", f".{adapter}", 1) if _lora_name(name) else name
 
 
+def _parameter_root(model):
+    """The module whose parameter and module names are the backbone's ``spec`` names: a ``PeftModel``
+    itself, or the wrapped network of a bare peft tuner (``LoraModel``, the image backbone's)."""
+    from peft import PeftModel
+
+    return model if isinstance(model, PeftModel) else model.model
+
+
+def _add_adapter(model, name: str, config) -> None:
+    """A new, untrained LoRA adapter ``name`` on a ``PeftModel`` (its base class: no head copies) or a
+    bare peft tuner."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        PeftModel.add_adapter(model, name, config)
+    else:
+        model.peft_config[name] = config
+        model.inject_adapter(model.model, name)
+
+
 def check_mergeable(backbone: PeftBackbone, combination_type: str) -> None:
     """A ``ValueError`` with what to do if peft cannot merge this backbone's adapters this way."""
     if str(getattr(backbone.peft_config.peft_type, "value", backbone.peft_config.peft_type)) != "LORA":
@@ -78,8 +98,6 @@ def merge_adapters(
     seed: int = 0,
 ) -> torch.Tensor:
     """peft's ``add_weighted_adapter`` merge of the adapters ``thetas`` ``(N, d)``, as a flat ``(d,)``."""
-    from peft import PeftModel
-
     check_mergeable(backbone, combination_type)
     weights = [float(w) for w in weights]
     if thetas.dim() != 2 or thetas.shape != (len(weights), backbone.dim):
@@ -96,7 +114,7 @@ def merge_adapters(
         torch.manual_seed(seed)
         try:
             for name, theta in zip(names, thetas):
-                PeftModel.add_adapter(model, name, config)  # the base class: no head copies
+                _add_adapter(model, name, config)
                 _write(model, backbone, theta, name)
             torch.manual_seed(seed)
             model.add_weighted_adapter(
@@ -118,7 +136,7 @@ def merge_adapters(
 
 
 def _write(model, backbone: PeftBackbone, theta: torch.Tensor, adapter: str) -> None:
-    params = dict(model.named_parameters())
+    params = dict(_parameter_root(model).named_parameters())
     with torch.no_grad():
         for name, value in backbone.spec.unflatten(theta.detach()).items():
             if _lora_name(name):
@@ -127,8 +145,8 @@ def _write(model, backbone: PeftBackbone, theta: torch.Tensor, adapter: str) -> 
 
 
 def _read_merged(model, backbone: PeftBackbone, thetas: torch.Tensor, weights: list[float]) -> torch.Tensor:
-    params = dict(model.named_parameters())
-    layers = _lora_layers(model)
+    params = dict(_parameter_root(model).named_parameters())
+    layers = _lora_layers(_parameter_root(model))
     total = sum(weights)
     head_weights = (
         torch.tensor(weights) / total if abs(total) > 1e-12 else torch.full((len(weights),), 1 / len(weights))

@@ -200,7 +200,8 @@ class VisionBackbone:
         device: str | torch.device = "cpu",
         name: str = "efficientnet-lite0",
     ) -> None:
-        from peft import LoraConfig, inject_adapter_in_model
+        from peft import LoraConfig
+        from peft.tuners.lora import LoraModel
 
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
@@ -213,12 +214,16 @@ class VisionBackbone:
         self.weights_fingerprint = weights_fingerprint(net)
         torch.manual_seed(self.seed)  # LoRA A is drawn from torch's global RNG
         try:
-            self.net = inject_adapter_in_model(LoraConfig(**self.peft_settings), net).to(self.device).eval()
+            # peft's LoRA tuner (what inject_adapter_in_model builds and discards): kept, so that peft's
+            # own add_weighted_adapter can merge a zoo on this backbone (liftpeft.peft_integration.merge)
+            self.model = LoraModel(net, LoraConfig(**self.peft_settings), "default")
+            self.net = self.model.model.to(self.device).eval()
         except ValueError as err:
             raise ValueError(
                 f"the LoRA config does not fit EfficientNet-Lite ({' '.join(str(err).split())[:200]}); set "
                 "target_modules to convolution names such as _blocks.15._project_conv or _conv_head"
             ) from err
+        self.peft_config = self.model.peft_config["default"]
         lora = {n: p for n, p in self.net.named_parameters() if "lora_" in n}
         if not lora:
             raise ValueError("the LoRA config matched no module; set target_modules to convolution names")
@@ -339,6 +344,18 @@ class VisionTaskObjective:
         mean_logp = torch.logsumexp(torch.stack(logp), 0) - math.log(len(logp))  # (n, N)
         labels = torch.as_tensor(self.task.split(split)[1], device=mean_logp.device)
         return _metrics(mean_logp, labels, self.n_classes)
+
+    # -- peft's merges over a zoo (liftpeft.objective.MergeObjective); Arrow is refused
+    def merge_adapters(self, thetas, weights, combination_type, *, density=None, seed=0) -> torch.Tensor:
+        from liftpeft.peft_integration.merge import merge_adapters
+
+        return merge_adapters(self.backbone, thetas, weights, combination_type, density=density, seed=seed)
+
+    def arrow_objective(self, experts, *, top_k: int, router_temperature: float, seed: int):
+        raise ValueError(
+            "peft's Arrow routes LoRA on Linear and Conv1d layers only, and this image backbone's LoRA is on "
+            "Conv2d layers; leave arrow out of image benchmarks (the merges and lorahub run on them)"
+        )
 
     @torch.no_grad()
     def linear_probe(self, l2: float = 1e-3, steps: int = 100) -> dict[str, float]:
