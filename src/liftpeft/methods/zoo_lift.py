@@ -28,7 +28,7 @@ ZOO_LIFT_TEST_TIME = (
     "adapt_batch_size",
     "adapt_beta_scale",
     "adapt_start",
-    "gain_cap",
+    "adapt_gain_cap",
 )
 
 
@@ -52,8 +52,9 @@ class ZooLiftConfig(TaskAdapterConfig):
         default=1.0, metadata={"help": "multiplies the task spread at test time (1: the fitted prior)"}
     )
     adapt_start: str = field(default="best", metadata={"help": "best | all mixture components (see lift)"})
-    gain_cap: bool = field(
-        default=False, metadata={"help": "cap pSGLD's gain at test time where only the prior constrains"}
+    adapt_gain_cap: bool = field(
+        default=False,
+        metadata={"help": "cap pSGLD's gain at test time where only the prior constrains (lift's gain_cap)"},
     )
     spread: str = field(
         default="fixed",
@@ -87,7 +88,7 @@ class ZooLiftConfig(TaskAdapterConfig):
             adapt_step_size=self.adapt_step_size,
             adapt_beta_scale=self.adapt_beta_scale,
             adapt_start=self.adapt_start,
-            gain_cap=self.gain_cap,
+            gain_cap=self.adapt_gain_cap,
             spread=self.spread,
             tail_dof=self.tail_dof,
             clusters=self.k if self.spread != "fixed" or self.tail_dof is not None else 1,
